@@ -1,0 +1,75 @@
+package codec
+
+import (
+	"fmt"
+	"reflect"
+)
+
+// Type identifies a message type on the wire. Values are part of the protocol:
+// never reuse one.
+type Type uint16
+
+// Spec describes one registered message type.
+type Spec struct {
+	Type      Type
+	Name      string   // for logs and errors, e.g. "heartbeat"
+	Protocols []string // the libp2p protocol IDs it may travel on
+	goType    reflect.Type
+}
+
+// Allowed reports whether the type may travel on protocol.
+func (s *Spec) Allowed(protocol string) bool {
+	for _, p := range s.Protocols {
+		if p == protocol {
+			return true
+		}
+	}
+	return false
+}
+
+// Registry maps message types to Go types and protocol IDs. Build it once at
+// start-up, before any stream is served; it is read-only afterwards.
+type Registry struct {
+	byType map[Type]*Spec
+	byGo   map[reflect.Type]*Spec
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{byType: map[Type]*Spec{}, byGo: map[reflect.Type]*Spec{}}
+}
+
+// Register binds message type t, carried on the given protocols, to the Go
+// type T. T must be a struct type; messages are encoded from T or *T values
+// and decoded into *T. Registering a number, a name or a Go type twice is an
+// error.
+func Register[T any](r *Registry, t Type, name string, protocols ...string) error {
+	gt := reflect.TypeFor[T]()
+	if gt.Kind() != reflect.Struct {
+		return fmt.Errorf("codec: register %s: %v is not a struct type", name, gt)
+	}
+	if name == "" || len(protocols) == 0 {
+		return fmt.Errorf("codec: register type %d: a name and at least one protocol are required", t)
+	}
+	for _, p := range protocols {
+		if p == "" {
+			return fmt.Errorf("codec: register %s: empty protocol ID", name)
+		}
+	}
+	if old, ok := r.byType[t]; ok {
+		return fmt.Errorf("codec: register %s: type %d already used by %s", name, t, old.Name)
+	}
+	if old, ok := r.byGo[gt]; ok {
+		return fmt.Errorf("codec: register %s: %v already registered as %s", name, gt, old.Name)
+	}
+	for _, s := range r.byType {
+		if s.Name == name {
+			return fmt.Errorf("codec: register %s: name already used by type %d", name, s.Type)
+		}
+	}
+	s := &Spec{Type: t, Name: name, Protocols: protocols, goType: gt}
+	r.byType[t] = s
+	r.byGo[gt] = s
+	r.byGo[reflect.PointerTo(gt)] = s
+	return nil
+}
