@@ -1,0 +1,22 @@
+package plan
+
+import (
+	"testing"
+	"time"
+)
+
+// BenchmarkPlan24h measures predicting a day of passes from a TLE.
+func BenchmarkPlan24h(b *testing.B) {
+	o, err := ParseTLE("1 25544U 98067A   25247.10182809  .00011777  00000-0  21333-3 0  9997\n2 25544  51.6327 275.9345 0004179 299.5263  60.5309 15.50088696528307")
+	if err != nil {
+		b.Fatal(err)
+	}
+	st := Station{Lat: 43.6, Lon: 1.44, AltM: 150, MinElevation: 10}
+	from := time.Date(2025, 9, 11, 0, 0, 0, 0, time.UTC)
+	for b.Loop() {
+		if _, err := o.Passes(st, from, 24*time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "plan_24h_ms")
+}

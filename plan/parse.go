@@ -1,0 +1,228 @@
+package plan
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// ParseError names the line of a plan file that is wrong and why.
+type ParseError struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (e *ParseError) Error() string {
+	if e.File == "" {
+		return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+}
+
+// ionTimeLayout is ION's absolute time form.
+const ionTimeLayout = "2006/01/02-15:04:05"
+
+// ParseION reads ION contact-plan lines:
+//
+//	a contact +START +STOP FROM TO RATE
+//
+// START and STOP are seconds after epoch ("+600") or absolute UTC times
+// ("2026/11/21-12:00:00"); RATE is in bytes per second, as in ION. Other
+// commands (a range, m, #comments) are ignored. When nodes is non-empty only
+// contacts whose FROM and TO are both in it are kept.
+func ParseION(r io.Reader, name string, epoch time.Time, nodes ...uint64) ([]Window, error) {
+	var out []Window
+	sc := bufio.NewScanner(r)
+	line := 0
+	for sc.Scan() {
+		line++
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") || f[0] != "a" || len(f) < 2 || f[1] != "contact" {
+			continue
+		}
+		if len(f) < 7 {
+			return nil, &ParseError{name, line, "want: a contact START STOP FROM TO RATE"}
+		}
+		start, err := ionTime(f[2], epoch)
+		if err != nil {
+			return nil, &ParseError{name, line, "START: " + err.Error()}
+		}
+		end, err := ionTime(f[3], epoch)
+		if err != nil {
+			return nil, &ParseError{name, line, "STOP: " + err.Error()}
+		}
+		from, err1 := strconv.ParseUint(f[4], 10, 64)
+		to, err2 := strconv.ParseUint(f[5], 10, 64)
+		if err1 != nil || err2 != nil {
+			return nil, &ParseError{name, line, "FROM and TO must be node numbers"}
+		}
+		rate, err := strconv.ParseFloat(f[6], 64)
+		if err != nil || rate < 0 {
+			return nil, &ParseError{name, line, "RATE must be bytes per second"}
+		}
+		if !end.After(start) {
+			return nil, &ParseError{name, line, "STOP is not after START"}
+		}
+		if len(nodes) > 0 && !(contains(nodes, from) && contains(nodes, to)) {
+			continue
+		}
+		out = append(out, Window{Start: start, End: end, RateBps: uint64(rate * 8)})
+	}
+	return out, sc.Err()
+}
+
+func contains(xs []uint64, x uint64) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func ionTime(s string, epoch time.Time) (time.Time, error) {
+	if rel, ok := strings.CutPrefix(s, "+"); ok {
+		secs, err := strconv.ParseFloat(rel, 64)
+		if err != nil || secs < 0 {
+			return time.Time{}, fmt.Errorf("%q is not +seconds", s)
+		}
+		if epoch.IsZero() {
+			return time.Time{}, errors.New("relative time needs an epoch")
+		}
+		return epoch.Add(time.Duration(secs * float64(time.Second))), nil
+	}
+	t, err := time.Parse(ionTimeLayout, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither +seconds nor yyyy/mm/dd-hh:mm:ss", s)
+	}
+	return t, nil
+}
+
+// ParseCSV reads a header line naming at least a start column (start or
+// aos) and an end column (end or los), RFC 3339 times, and optionally rate
+// (bits per second). `gardend plan --format csv` output reads back as is.
+func ParseCSV(r io.Reader, name string) ([]Window, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	cr.TrimLeadingSpace = true
+	header, err := cr.Read()
+	if err != nil {
+		return nil, &ParseError{name, 1, "no header line"}
+	}
+	col := map[string]int{}
+	for i, h := range header {
+		col[strings.ToLower(strings.TrimSpace(h))] = i
+	}
+	pick := func(names ...string) int {
+		for _, n := range names {
+			if i, ok := col[n]; ok {
+				return i
+			}
+		}
+		return -1
+	}
+	si, ei, ri := pick("start", "aos"), pick("end", "los"), pick("rate", "rate_bps")
+	if si < 0 || ei < 0 {
+		return nil, &ParseError{name, 1, "header needs start (or aos) and end (or los) columns"}
+	}
+	var out []Window
+	for line := 2; ; line++ {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, &ParseError{name, line, err.Error()}
+		}
+		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
+			continue
+		}
+		if si >= len(rec) || ei >= len(rec) {
+			return nil, &ParseError{name, line, "missing columns"}
+		}
+		w := Window{}
+		if w.Start, err = time.Parse(time.RFC3339, strings.TrimSpace(rec[si])); err != nil {
+			return nil, &ParseError{name, line, "start: want an RFC 3339 time"}
+		}
+		if w.End, err = time.Parse(time.RFC3339, strings.TrimSpace(rec[ei])); err != nil {
+			return nil, &ParseError{name, line, "end: want an RFC 3339 time"}
+		}
+		if ri >= 0 && ri < len(rec) && strings.TrimSpace(rec[ri]) != "" {
+			if w.RateBps, err = strconv.ParseUint(strings.TrimSpace(rec[ri]), 10, 64); err != nil {
+				return nil, &ParseError{name, line, "rate: want bits per second"}
+			}
+		}
+		if !w.End.After(w.Start) {
+			return nil, &ParseError{name, line, "end is not after start"}
+		}
+		out = append(out, w)
+	}
+}
+
+// tomlPlan is the TOML plan form:
+//
+//	[[window]]
+//	start = 2026-11-21T12:00:00Z
+//	end = 2026-11-21T12:08:00Z
+//	rate = 64000
+type tomlPlan struct {
+	Window []struct {
+		Start time.Time `toml:"start"`
+		End   time.Time `toml:"end"`
+		Rate  uint64    `toml:"rate"`
+	} `toml:"window"`
+}
+
+// ParseTOML reads [[window]] tables with start, end and rate (bits/s).
+func ParseTOML(data []byte, name string) ([]Window, error) {
+	var p tomlPlan
+	if err := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().Decode(&p); err != nil {
+		var derr *toml.DecodeError
+		line := 0
+		if errors.As(err, &derr) {
+			line, _ = derr.Position()
+		}
+		return nil, &ParseError{name, line, err.Error()}
+	}
+	out := make([]Window, 0, len(p.Window))
+	for _, w := range p.Window {
+		out = append(out, Window{Start: w.Start, End: w.End, RateBps: w.Rate})
+	}
+	return out, nil
+}
+
+// LoadFile reads a plan file, choosing the parser from its content: ION
+// lines start with "a contact", TOML has [[window]], anything else is CSV.
+// epoch anchors ION's relative times.
+func LoadFile(path string, epoch time.Time) (*Plan, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var ws []Window
+	switch s := string(data); {
+	case strings.Contains(s, "[[window]]"):
+		ws, err = ParseTOML(data, path)
+	case strings.Contains(s, "a contact"):
+		ws, err = ParseION(bytes.NewReader(data), path, epoch)
+	default:
+		ws, err = ParseCSV(bytes.NewReader(data), path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(ws) == 0 {
+		return nil, fmt.Errorf("%s: %w", path, ErrEmpty)
+	}
+	return New(ws)
+}
