@@ -1,0 +1,294 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gardend/dtn"
+)
+
+// Buckets of the node's state in the DTN database.
+const (
+	bucketCatalogue = "catalogue" // Hash(resource) → Resource
+	bucketBookings  = "bookings"  // Hash(booking) → StoredBooking
+	bucketApplied   = "applied"   // Hash(sender, entry ID) → time applied: each delivery applied once
+)
+
+// Resource is a catalogue entry as stored.
+type Resource struct {
+	ID    string `cbor:"1,keyasint"`
+	Owner []byte `cbor:"2,keyasint"`
+	Body  []byte `cbor:"3,keyasint,omitempty"`
+}
+
+// StoredBooking is a booking as stored.
+type StoredBooking struct {
+	Booking Booking `cbor:"1,keyasint"`
+	Local   bool    `cbor:"2,keyasint,omitempty"` // taken on this nano without its master
+}
+
+// Refusal is a mutation or booking the receiver will never apply.
+type Refusal struct{ Reason string }
+
+func (r *Refusal) Error() string { return "refused: " + r.Reason }
+
+// PutResource changes a resource locally and queues what the peers that must
+// know it are owed, in one transaction. On a master, a resource owned by one
+// of its nanos is forwarded to that nano (and only to it); on a nano, only
+// its own resources may change, and the change is queued for its master.
+func (n *Node) PutResource(ctx context.Context, op dtn.Op, id string, owner peer.ID, body []byte) error {
+	if id == "" || op < dtn.OpCreate || op > dtn.OpDelete {
+		return fmt.Errorf("resource: need an ID and create, update or delete")
+	}
+	var dest peer.ID
+	switch {
+	case n.o.Roles.Has(RoleNano):
+		if owner != n.id {
+			return &Refusal{Reason: "a nano changes only its own resources"}
+		}
+		dest = n.o.Master.ID
+	case n.o.Roles.Has(RoleMaster):
+		if _, ok := n.nanos[owner]; ok {
+			dest = owner
+		}
+	}
+	m := Mutation{Op: uint8(op), Resource: id, Owner: []byte(owner), Body: body}
+	payload, err := n.c.Marshal(&m)
+	if err != nil {
+		return err
+	}
+	return n.store.Update(ctx, func(tx *dtn.Tx) error {
+		if err := n.applyResource(tx, &m); err != nil {
+			return err
+		}
+		if dest == "" {
+			return nil
+		}
+		_, _, err := tx.Enqueue(dtn.Entry{Dest: string(dest), Protocol: ProtoResource, ResourceID: id,
+			Op: op, Payload: payload, Level: dtn.Critical})
+		return err
+	})
+}
+
+func (n *Node) applyResource(tx *dtn.Tx, m *Mutation) error {
+	key := tx.Hash("resource", []byte(m.Resource))
+	if dtn.Op(m.Op) == dtn.OpDelete {
+		return tx.Delete(bucketCatalogue, key)
+	}
+	v, err := n.c.Marshal(&Resource{ID: m.Resource, Owner: m.Owner, Body: m.Body})
+	if err != nil {
+		return err
+	}
+	return tx.Put(bucketCatalogue, key, v)
+}
+
+// GetResource reads a resource from the local catalogue.
+func (n *Node) GetResource(id string) (*Resource, error) {
+	var r *Resource
+	err := n.store.View(func(tx *dtn.Tx) error {
+		v, err := tx.Get(bucketCatalogue, tx.Hash("resource", []byte(id)))
+		if err != nil || v == nil {
+			return err
+		}
+		r = new(Resource)
+		return n.c.Unmarshal(v, r)
+	})
+	return r, err
+}
+
+// applyOnce runs apply for the delivery (from, id) unless it was applied
+// before, and records it, in one transaction: a crash between apply and ack
+// leads to a redelivery that is acknowledged without applying twice.
+func (n *Node) applyOnce(ctx context.Context, from peer.ID, id uint64, apply func(tx *dtn.Tx) error) (dup bool, err error) {
+	idb := binary.BigEndian.AppendUint64(nil, id)
+	err = n.store.Update(ctx, func(tx *dtn.Tx) error {
+		key := tx.Hash("applied", []byte(from), idb)
+		if v, err := tx.Get(bucketApplied, key); err != nil {
+			return err
+		} else if v != nil {
+			dup = true
+			return nil
+		}
+		if err := apply(tx); err != nil {
+			return err
+		}
+		return tx.Put(bucketApplied, key, binary.BigEndian.AppendUint64(nil, uint64(tx.Now().Unix())))
+	})
+	return dup, err
+}
+
+// receiveMutation applies a mutation delivered by from, enforcing who may
+// change what: a nano accepts only its master (checked on the connection
+// before this is called) and only resources it owns; a master accepts from
+// its nanos only changes to their own resources.
+func (n *Node) receiveMutation(ctx context.Context, from peer.ID, m *Mutation) (dup bool, err error) {
+	owner, oerr := peer.IDFromBytes(m.Owner)
+	switch {
+	case oerr != nil || m.Resource == "" || m.Op < uint8(dtn.OpCreate) || m.Op > uint8(dtn.OpDelete):
+		return false, &Refusal{Reason: "malformed mutation"}
+	case n.o.Roles.Has(RoleNano) && owner != n.id:
+		return false, &Refusal{Reason: "resource not owned by this nano"}
+	case !n.o.Roles.Has(RoleNano) && owner != from:
+		return false, &Refusal{Reason: "a nano may only change its own resources"}
+	}
+	return n.applyOnce(ctx, from, m.ID, func(tx *dtn.Tx) error { return n.applyResource(tx, m) })
+}
+
+// Book takes a booking. On a master, a booking for one of its nanos is taken
+// as a proxy and delivered to the nano through the DTN store; on a nano, a
+// booking of its own resource is stored as local (it yields to the master's
+// if they conflict).
+func (n *Node) Book(ctx context.Context, b Booking) error {
+	dest, err := peer.IDFromBytes(b.Dest)
+	if err != nil || b.Booking == "" || b.End <= b.Start {
+		return fmt.Errorf("booking: need an ID, a destination and a slot")
+	}
+	b.ID = 0
+	local := n.o.Roles.Has(RoleNano)
+	if local && dest != n.id {
+		return &Refusal{Reason: "a nano takes bookings only for itself"}
+	}
+	_, isNano := n.nanos[dest]
+	b.Proxy = isNano
+	payload, err := n.c.Marshal(&b)
+	if err != nil {
+		return err
+	}
+	return n.store.Update(ctx, func(tx *dtn.Tx) error {
+		if err := n.putBooking(tx, StoredBooking{Booking: b, Local: local}); err != nil {
+			return err
+		}
+		if !isNano {
+			return nil
+		}
+		_, _, err := tx.Enqueue(dtn.Entry{Dest: string(dest), Protocol: ProtoBooking, ResourceID: "booking/" + b.Booking,
+			Op: dtn.Op(b.Op), Payload: payload, Level: dtn.Critical})
+		return err
+	})
+}
+
+func (n *Node) putBooking(tx *dtn.Tx, sb StoredBooking) error {
+	key := tx.Hash("booking", []byte(sb.Booking.Booking))
+	if dtn.Op(sb.Booking.Op) == dtn.OpDelete {
+		return tx.Delete(bucketBookings, key)
+	}
+	v, err := n.c.Marshal(&sb)
+	if err != nil {
+		return err
+	}
+	return tx.Put(bucketBookings, key, v)
+}
+
+// Bookings returns every stored booking.
+func (n *Node) Bookings() ([]StoredBooking, error) {
+	var out []StoredBooking
+	err := n.store.View(func(tx *dtn.Tx) error {
+		return tx.ForEach(bucketBookings, func(_, v []byte) error {
+			var sb StoredBooking
+			if err := n.c.Unmarshal(v, &sb); err != nil {
+				return err
+			}
+			out = append(out, sb)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// receiveBooking applies a booking from the master. Split brain: when the
+// master's booking overlaps one this nano took alone, the master wins; the
+// local booking is cancelled and the cancellation queued for the master so
+// the requester can be told.
+func (n *Node) receiveBooking(ctx context.Context, from peer.ID, b *Booking) (dup bool, err error) {
+	if b.Booking == "" || b.End <= b.Start && b.Op != uint8(dtn.OpDelete) {
+		return false, &Refusal{Reason: "malformed booking"}
+	}
+	if dest, err := peer.IDFromBytes(b.Dest); err != nil || dest != n.id {
+		return false, &Refusal{Reason: "booking not for this nano"}
+	}
+	return n.applyOnce(ctx, from, b.ID, func(tx *dtn.Tx) error {
+		if dtn.Op(b.Op) != dtn.OpDelete {
+			var losers []Booking
+			err := tx.ForEach(bucketBookings, func(_, v []byte) error {
+				var sb StoredBooking
+				if err := n.c.Unmarshal(v, &sb); err != nil {
+					return err
+				}
+				o := sb.Booking
+				if sb.Local && o.Resource == b.Resource && o.Booking != b.Booking && o.Start < b.End && b.Start < o.End {
+					losers = append(losers, o)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for _, o := range losers {
+				o.Op = uint8(dtn.OpDelete)
+				if err := n.putBooking(tx, StoredBooking{Booking: o}); err != nil {
+					return err
+				}
+				o.ID = 0
+				payload, err := n.c.Marshal(&o)
+				if err != nil {
+					return err
+				}
+				if _, _, err := tx.Enqueue(dtn.Entry{Dest: string(from), Protocol: ProtoBooking,
+					ResourceID: "booking/" + o.Booking, Op: dtn.OpDelete, Payload: payload, Level: dtn.Critical}); err != nil {
+					return err
+				}
+				n.Metrics.Inc("bookings_cancelled_master_wins")
+			}
+		}
+		sb := *b
+		sb.ID = 0
+		return n.putBooking(tx, StoredBooking{Booking: sb})
+	})
+}
+
+// receiveBookingAtMaster records a booking change a nano reports (a local
+// booking cancelled because the master's won).
+func (n *Node) receiveBookingAtMaster(ctx context.Context, from peer.ID, b *Booking) (bool, error) {
+	if dest, err := peer.IDFromBytes(b.Dest); err != nil || dest != from {
+		return false, &Refusal{Reason: "a nano reports only its own bookings"}
+	}
+	return n.applyOnce(ctx, from, b.ID, func(tx *dtn.Tx) error {
+		sb := *b
+		sb.ID = 0
+		if dtn.Op(b.Op) == dtn.OpDelete {
+			n.Metrics.Inc("bookings_cancelled_reported")
+		}
+		return n.putBooking(tx, StoredBooking{Booking: sb})
+	})
+}
+
+// pruneApplied forgets deliveries applied longer ago than keep: a sender
+// stops redelivering an entry once acknowledged, so the set need not grow
+// for ever.
+func (n *Node) pruneApplied(ctx context.Context, keep time.Duration) error {
+	cutoff := n.o.Now().Add(-keep).Unix()
+	var old [][]byte
+	err := n.store.View(func(tx *dtn.Tx) error {
+		return tx.ForEach(bucketApplied, func(k, v []byte) error {
+			if len(v) == 8 && int64(binary.BigEndian.Uint64(v)) < cutoff {
+				old = append(old, append([]byte(nil), k...))
+			}
+			return nil
+		})
+	})
+	if err != nil || len(old) == 0 {
+		return err
+	}
+	return n.store.Update(ctx, func(tx *dtn.Tx) error {
+		for _, k := range old {
+			if err := tx.Delete(bucketApplied, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,235 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gardend/dtn"
+)
+
+// Status is what `gardend status` shows.
+type Status struct {
+	Name            string            `json:"name"`
+	PeerID          string            `json:"peer_id"`
+	Roles           string            `json:"roles"`
+	Addrs           []string          `json:"addrs"`
+	Connected       []string          `json:"connected"`
+	Master          string            `json:"master,omitempty"`
+	MasterConnected bool              `json:"master_connected,omitempty"`
+	Nanos           map[string]bool   `json:"nanos,omitempty"` // nano → connected
+	Sessions        int               `json:"sessions,omitempty"`
+	Records         int               `json:"records,omitempty"`
+	DTNEntries      int               `json:"dtn_entries"`
+	DTNByPeer       map[string]int    `json:"dtn_by_peer,omitempty"`
+	PendingCritical []string          `json:"pending_critical,omitempty"`
+	Profile         string            `json:"profile"`
+	Contact         string            `json:"contact"`             // contact state by the plan
+	Suspected       []string          `json:"suspected,omitempty"` // master: nanos silent through a planned window
+	Metrics         map[string]uint64 `json:"metrics"`
+	Time            time.Time         `json:"time"`
+}
+
+// Status reports the node's state.
+func (n *Node) Status() Status {
+	st := Status{Name: n.o.Name, PeerID: n.id.String(), Roles: n.o.Roles.String(),
+		DTNEntries: n.store.Len(""), Metrics: n.Metrics.Snapshot(), Time: n.o.Now().UTC()}
+	for _, a := range n.h.Addrs() {
+		st.Addrs = append(st.Addrs, a.String())
+	}
+	for _, p := range n.h.Network().Peers() {
+		st.Connected = append(st.Connected, p.String())
+	}
+	sort.Strings(st.Connected)
+	if n.o.Master.ID != "" {
+		st.Master, st.MasterConnected = n.o.Master.ID.String(), n.Connected(n.o.Master.ID)
+	}
+	if len(n.nanos) > 0 {
+		st.Nanos = map[string]bool{}
+		for p := range n.nanos {
+			st.Nanos[p.String()] = n.Connected(p)
+		}
+	}
+	if n.idx != nil {
+		st.Sessions = n.Sessions()
+		st.Records = n.idx.book.Len()
+	}
+	st.Profile = n.contact().Profile.Kind.String()
+	st.Contact = n.contact().Describe(n.o.Now())
+	for _, p := range n.liveness.Suspected() {
+		st.Suspected = append(st.Suspected, p.String())
+	}
+	sort.Strings(st.Suspected)
+	for _, d := range n.store.PendingCritical() {
+		st.PendingCritical = append(st.PendingCritical, peer.ID(d).String())
+	}
+	for _, d := range n.store.Destinations() {
+		if st.DTNByPeer == nil {
+			st.DTNByPeer = map[string]int{}
+		}
+		st.DTNByPeer[peer.ID(d).String()] = n.store.Len(d)
+	}
+	return st
+}
+
+// ControlRequest is one request on the control socket: one JSON object on
+// one line (a bare "status" line is accepted too).
+type ControlRequest struct {
+	Op    string `json:"op"`              // status, put, catalogue
+	Kind  string `json:"kind,omitempty"`  // put: create, update or delete
+	ID    string `json:"id,omitempty"`    // put: resource ID
+	Owner string `json:"owner,omitempty"` // put: owning peer (default: this node)
+	Body  string `json:"body,omitempty"`  // put: the resource document
+}
+
+// ControlResponse wraps every answer.
+type ControlResponse struct {
+	Error     string     `json:"error,omitempty"`
+	Status    *Status    `json:"status,omitempty"`
+	Catalogue []Resource `json:"catalogue,omitempty"`
+}
+
+// Control answers one control request.
+func (n *Node) Control(ctx context.Context, req ControlRequest) ControlResponse {
+	switch req.Op {
+	case "status":
+		st := n.Status()
+		return ControlResponse{Status: &st}
+	case "put":
+		op := map[string]dtn.Op{"create": dtn.OpCreate, "update": dtn.OpUpdate, "delete": dtn.OpDelete}[req.Kind]
+		owner := n.id
+		if req.Owner != "" {
+			p, err := peer.Decode(req.Owner)
+			if err != nil {
+				return ControlResponse{Error: "owner: " + err.Error()}
+			}
+			owner = p
+		}
+		if err := n.PutResource(ctx, op, req.ID, owner, []byte(req.Body)); err != nil {
+			return ControlResponse{Error: err.Error()}
+		}
+		return ControlResponse{}
+	case "catalogue":
+		cat, err := n.Catalogue()
+		if err != nil {
+			return ControlResponse{Error: err.Error()}
+		}
+		return ControlResponse{Catalogue: cat}
+	}
+	return ControlResponse{Error: fmt.Sprintf("unknown request %q (status, put, catalogue)", req.Op)}
+}
+
+// Catalogue lists the local catalogue.
+func (n *Node) Catalogue() ([]Resource, error) {
+	var out []Resource
+	err := n.store.View(func(tx *dtn.Tx) error {
+		return tx.ForEach(bucketCatalogue, func(_, v []byte) error {
+			var r Resource
+			if err := n.c.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, err
+}
+
+// ServeControl answers control requests on a unix socket at path, mode
+// 0600, until ctx ends. A stale socket left by a crash is replaced; a live
+// one (another daemon) is an error.
+func ServeControl(ctx context.Context, path string, handle func(context.Context, ControlRequest) ControlResponse) error {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return fmt.Errorf("control socket %s exists and is not a socket", path)
+		}
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return fmt.Errorf("control socket %s is in use: is another gardend running?", path)
+		}
+		os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	go func() {
+		defer os.Remove(path)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				line, err := bufio.NewReader(io.LimitReader(c, 1<<20)).ReadString('\n')
+				if err != nil {
+					return
+				}
+				var req ControlRequest
+				if l := strings.TrimSpace(line); l == "status" {
+					req.Op = "status"
+				} else if err := json.Unmarshal([]byte(l), &req); err != nil {
+					json.NewEncoder(c).Encode(ControlResponse{Error: "request is not JSON: " + err.Error()})
+					return
+				}
+				json.NewEncoder(c).Encode(handle(ctx, req))
+			}()
+		}
+	}()
+	return nil
+}
+
+// AskControl sends one request to the daemon behind path.
+func AskControl(path string, req ControlRequest) (ControlResponse, error) {
+	var resp ControlResponse
+	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		return resp, fmt.Errorf("no gardend answering on %s: %w", path, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	line, _ := json.Marshal(req)
+	if _, err := c.Write(append(line, '\n')); err != nil {
+		return resp, err
+	}
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		return resp, errors.New("bad answer from the daemon: " + err.Error())
+	}
+	if resp.Error != "" {
+		return resp, errors.New(resp.Error)
+	}
+	return resp, nil
+}
+
+// QueryControl asks the daemon behind path for its status.
+func QueryControl(path string) (Status, error) {
+	resp, err := AskControl(path, ControlRequest{Op: "status"})
+	if err != nil {
+		return Status{}, err
+	}
+	if resp.Status == nil {
+		return Status{}, errors.New("the daemon sent no status")
+	}
+	return *resp.Status, nil
+}

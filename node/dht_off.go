@@ -1,0 +1,26 @@
+//go:build nodht
+
+package node
+
+import (
+	"context"
+	"errors"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// This build leaves the Kademlia DHT out (a nano-only binary never serves
+// it); indexers keep records in their record book only.
+
+type recordDHT interface{ Close() error }
+
+func startDHT(_ context.Context, n *Node) (recordDHT, error) {
+	if n.o.DHT {
+		return nil, errors.New("this gardend build has no DHT (built with -tags nodht)")
+	}
+	return nil, nil
+}
+
+func (x *indexer) publishDHT(*VerifiedRecord) {}
+
+func (x *indexer) lookupDHT(peer.ID) ([]byte, bool) { return nil, false }

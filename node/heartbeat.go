@@ -1,0 +1,189 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gardend/codec"
+)
+
+// heartbeatLoop keeps one long-lived heartbeat stream to an indexer and
+// sends a heartbeat every interval: a fresh signed record, the peers this
+// node holds critical entries for (PendingContact). The response names the
+// peers waiting for this node (PendingCallers), which it wakes.
+func (n *Node) heartbeatLoop(ai peer.AddrInfo) {
+	var (
+		s network.Stream
+		r *codec.FrameReader
+	)
+	defer func() {
+		if s != nil {
+			s.Reset()
+		}
+	}()
+	// Tick often enough to catch the last call before loss of signal; send
+	// at the heartbeat interval, and once more in the last call.
+	step := n.o.HeartbeatInterval
+	if g := n.contact().Profile.Guard; g > 0 && g/2 < step {
+		step = g / 2
+	}
+	tick := time.NewTicker(step)
+	defer tick.Stop()
+	var sched heartbeatSchedule
+	for {
+		now := n.o.Now()
+		due := sched.due(n.contact(), n.o.HeartbeatInterval, now)
+		if !n.contact().Open(now) && s != nil {
+			s.Reset() // out of contact: stay quiet, drop the stream
+			s = nil
+		}
+		if !due {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-tick.C:
+			}
+			continue
+		}
+		if s == nil {
+			var err error
+			if !n.Connected(ai.ID) {
+				n.h.ClearBackoff(ai.ID) // a new attempt: do not wait out an old dial's backoff
+			}
+			if s, err = n.newStream(n.ctx, ai.ID, ProtoHeartbeat); err != nil {
+				s = nil
+				n.Metrics.Inc("heartbeat_failures")
+				n.log.Debug("heartbeat stream", "indexer", ai.ID, "err", err)
+			} else {
+				r = n.c.NewReader(s)
+			}
+		}
+		if s != nil {
+			if err := n.heartbeat(s, r); err != nil {
+				n.Metrics.Inc("heartbeat_failures")
+				n.log.Debug("heartbeat", "indexer", ai.ID, "err", err)
+				s.Reset()
+				s = nil
+			}
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (n *Node) heartbeat(s network.Stream, r *codec.FrameReader) error {
+	rec, err := n.signedRecord()
+	if err != nil {
+		return err
+	}
+	hb := &Heartbeat{Time: uint64(n.o.Now().Unix()), Name: n.o.Name, Record: rec}
+	for _, ai := range n.o.Indexers {
+		hb.Indexers = append(hb.Indexers, []byte(ai.ID))
+	}
+	for _, d := range n.store.PendingCritical() {
+		hb.PendingContact = append(hb.PendingContact, []byte(d))
+	}
+	body, err := n.c.EncodeMessage(hb)
+	if err != nil {
+		return err
+	}
+	s.SetWriteDeadline(time.Now().Add(n.o.IOTimeout))
+	if err := codec.WriteFrame(s, body, n.c.Limits().MaxFrame); err != nil {
+		return err
+	}
+	n.Metrics.Inc("heartbeats_sent")
+	n.Metrics.Add("heartbeat_bytes_sent", uint64(len(codec.AppendFrame(nil, body))))
+	m, err := n.read(s, r, ProtoHeartbeat, 0)
+	if err != nil {
+		return err
+	}
+	resp, ok := m.(*HeartbeatResponse)
+	if !ok {
+		return codec.ErrWrongProtocol
+	}
+	if resp.RecordError != "" {
+		n.Metrics.Inc("heartbeat_record_refused")
+		n.log.Warn("indexer refused our record", "indexer", s.Conn().RemotePeer(), "reason", resp.RecordError)
+	}
+	for _, c := range resp.PendingCallers {
+		n.loop(func() { n.wake(c) })
+	}
+	return nil
+}
+
+// contactLoop keeps a nano in touch with its master: it dials the master
+// as soon as a window opens (it wakes for the exact start, not at the next
+// tick) and whenever it is not connected inside a window. When a window
+// closes it drops its connections: packets sent into a dead link would
+// only push TCP's retransmission timer back, and a connection stalled that
+// way costs more at the next pass than a fresh handshake.
+func (n *Node) contactLoop() {
+	wasOpen := false
+	for {
+		now := n.o.Now()
+		c := n.contact()
+		open := c.Open(now)
+		if open && !n.Connected(n.o.Master.ID) {
+			ctx, cancel := context.WithTimeout(n.ctx, DefaultDialTimeout)
+			n.h.ClearBackoff(n.o.Master.ID)
+			if err := n.h.Connect(ctx, peer.AddrInfo{ID: n.o.Master.ID}); err != nil {
+				n.Metrics.Inc("master_dial_failures")
+			}
+			cancel()
+		}
+		if wasOpen && !open {
+			n.Metrics.Inc("windows_closed")
+			n.h.Network().ClosePeer(n.o.Master.ID)
+			for _, ai := range n.o.Indexers {
+				n.h.Network().ClosePeer(ai.ID)
+			}
+		}
+		wasOpen = open
+		wait := n.o.HeartbeatInterval
+		if !open && c.Plan != nil {
+			if w, ok := c.Plan.NextStart(now); ok {
+				wait = min(wait, max(w.Start.Add(-c.Profile.Guard).Sub(now), time.Millisecond))
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-n.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// heartbeatSchedule decides when to heartbeat: every interval while in
+// contact, plus once in the last call before loss of signal so the record
+// that covers the gap is fresh.
+type heartbeatSchedule struct {
+	lastSent time.Time
+	renewed  bool // the last call of the current window has been used
+}
+
+func (h *heartbeatSchedule) due(c Contact, interval time.Duration, now time.Time) bool {
+	if !c.Open(now) {
+		h.renewed = false
+		return false
+	}
+	due := now.Sub(h.lastSent) >= interval
+	if c.LastCall(now) {
+		if !h.renewed {
+			due, h.renewed = true, true
+		}
+	} else {
+		h.renewed = false
+	}
+	if due {
+		h.lastSent = now
+	}
+	return due
+}

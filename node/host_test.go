@@ -1,0 +1,133 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"io"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"gardend/hsm"
+)
+
+const protoEcho = "/gardend-test/echo/1"
+
+func testPSK(t testing.TB) pnet.PSK {
+	t.Helper()
+	psk := make([]byte, 32)
+	if _, err := rand.Read(psk); err != nil {
+		t.Fatal(err)
+	}
+	return psk
+}
+
+// softKey makes a software keystore in a temp dir and wraps it for libp2p.
+func softKey(t testing.TB) crypto.PrivKey {
+	t.Helper()
+	ks, _, err := hsm.Create(context.Background(), hsm.KeyRef{File: filepath.Join(t.TempDir(), "id.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ks.Close() })
+	k, err := hsm.NewPrivKey(ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func newTestHost(t testing.TB, key crypto.PrivKey, psk pnet.PSK) *Host {
+	t.Helper()
+	h, err := NewHost(HostConfig{
+		Key: key, PSK: psk,
+		Listen:      []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")},
+		DialTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	h.SetStreamHandler(protoEcho, func(s network.Stream) {
+		defer s.Close()
+		io.Copy(s, s)
+	})
+	return h
+}
+
+// echo opens a stream from a to b and checks a round trip.
+func echo(t testing.TB, a, b *Host) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Dial(ctx, b.ID(), b.Addrs()...); err != nil {
+		return err
+	}
+	s, err := a.NewStream(ctx, b.ID(), protoEcho)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	msg := []byte("over noise and yamux")
+	if _, err := s.Write(msg); err != nil {
+		return err
+	}
+	s.CloseWrite()
+	got, err := io.ReadAll(s)
+	if err != nil {
+		return err
+	}
+	if string(got) != string(msg) {
+		t.Fatalf("echo returned %q", got)
+	}
+	return nil
+}
+
+func TestHostsHandshakeOnThePrivateNetwork(t *testing.T) {
+	psk := testPSK(t)
+	a := newTestHost(t, softKey(t), psk)
+	b := newTestHost(t, softKey(t), psk)
+	if err := echo(t, a, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHostWithoutThePSKCannotConnect(t *testing.T) {
+	a := newTestHost(t, softKey(t), testPSK(t))
+	b := newTestHost(t, softKey(t), testPSK(t)) // another network key
+	if err := echo(t, a, b); err == nil {
+		t.Fatal("connected across different PSKs")
+	}
+}
+
+func TestGaterRefusesBlacklistedPeers(t *testing.T) {
+	psk := testPSK(t)
+	a := newTestHost(t, softKey(t), psk)
+	b := newTestHost(t, softKey(t), psk)
+	b.Gater.Block(a.ID(), "test")
+	if err := echo(t, a, b); err == nil {
+		t.Fatal("blacklisted peer got through")
+	}
+	if b.Gater.Refused.Load() == 0 {
+		t.Fatal("refusal not counted")
+	}
+	b.Gater.Unblock(a.ID())
+	a.ClearBackoff(b.ID())
+	if err := echo(t, a, b); err != nil {
+		t.Fatalf("after unblock: %v", err)
+	}
+}
+
+func mustID(t testing.TB, k crypto.PrivKey) string {
+	id, err := peer.IDFromPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(id)
+}

@@ -1,0 +1,247 @@
+package node
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gardend/codec"
+)
+
+// indexer is the indexer role's state: heartbeat sessions, the record book
+// and the PendingContact inverted index (target → caller → expiry).
+type indexer struct {
+	n      *Node
+	bornAt time.Time
+	book   *RecordBook
+
+	mu       sync.Mutex
+	sessions map[peer.ID]*session
+	pending  map[peer.ID]map[peer.ID]time.Time
+}
+
+type session struct {
+	lastSeen time.Time
+	window   time.Time // start of the rate-limit minute
+	count    int       // heartbeats in that minute
+}
+
+func newIndexer(n *Node) *indexer {
+	return &indexer{n: n, bornAt: n.o.Now(), book: NewRecordBook(n.c),
+		sessions: map[peer.ID]*session{}, pending: map[peer.ID]map[peer.ID]time.Time{}}
+}
+
+// pendingTTL is how long a PendingContact claim lasts without being
+// repeated: three heartbeats.
+func (x *indexer) pendingTTL() time.Duration { return 3 * x.n.o.HeartbeatInterval }
+
+// serveHeartbeat runs one long-lived heartbeat session. The sender is the
+// authenticated connection's peer, never a field of the message.
+func (x *indexer) serveHeartbeat(s network.Stream, r *codec.FrameReader) error {
+	n := x.n
+	from := s.Conn().RemotePeer()
+	x.mu.Lock()
+	if _, ok := x.sessions[from]; !ok {
+		// Capacity limits new sessions only: established ones carry on (the
+		// seed cut existing sessions once full).
+		if len(x.sessions) >= n.o.MaxSessions {
+			x.mu.Unlock()
+			n.Metrics.Inc("heartbeat_refused_capacity")
+			return &Refusal{Reason: "indexer full"}
+		}
+		x.sessions[from] = &session{window: n.o.Now()}
+	}
+	x.mu.Unlock()
+	defer func() {
+		x.mu.Lock()
+		delete(x.sessions, from)
+		x.mu.Unlock()
+	}()
+	idle := max(10*time.Minute, 3*n.o.HeartbeatInterval)
+	for {
+		m, err := n.read(s, r, ProtoHeartbeat, idle)
+		if err != nil {
+			return err
+		}
+		hb, ok := m.(*Heartbeat)
+		if !ok {
+			return codec.ErrWrongProtocol
+		}
+		now := n.o.Now()
+		if !x.allow(from, now) {
+			n.Metrics.Inc("heartbeat_refused_rate")
+			return &Refusal{Reason: "heartbeat rate limit"}
+		}
+		n.Metrics.Inc("heartbeats_received")
+		resp := x.process(from, hb, now)
+		if err := n.write(s, resp); err != nil {
+			return err
+		}
+	}
+}
+
+// allow applies the per-peer rate limit.
+func (x *indexer) allow(p peer.ID, now time.Time) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	ss := x.sessions[p]
+	if ss == nil {
+		return false
+	}
+	ss.lastSeen = now
+	if now.Sub(ss.window) >= time.Minute || now.Before(ss.window) {
+		ss.window, ss.count = now, 0
+	}
+	ss.count++
+	return ss.count <= x.n.o.MaxHeartbeatsPerMinute
+}
+
+func (x *indexer) process(from peer.ID, hb *Heartbeat, now time.Time) *HeartbeatResponse {
+	n := x.n
+	resp := &HeartbeatResponse{MaxNodes: uint32(n.o.MaxSessions), BornAt: uint64(x.bornAt.Unix())}
+	if len(hb.Record) > 0 {
+		if v, err := x.book.Put(hb.Record, from, now); err != nil {
+			resp.RecordError = err.Error()
+			n.Metrics.Inc("records_rejected_" + recordReason(err))
+		} else {
+			n.Metrics.Inc("records_accepted")
+			x.publishDHT(v)
+		}
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, t := range hb.PendingContact {
+		target, err := peer.IDFromBytes(t)
+		if err != nil || target == from {
+			continue
+		}
+		if x.pending[target] == nil {
+			x.pending[target] = map[peer.ID]time.Time{}
+		}
+		x.pending[target][from] = now.Add(x.pendingTTL())
+	}
+	// Tell the sender who is waiting for it; it will contact them.
+	for caller, exp := range x.pending[from] {
+		if !exp.After(now) {
+			delete(x.pending[from], caller)
+			continue
+		}
+		pa := PeerAddrs{Peer: []byte(caller)}
+		for _, a := range n.h.Peerstore().Addrs(caller) {
+			pa.Addrs = append(pa.Addrs, a.Bytes())
+		}
+		resp.PendingCallers = append(resp.PendingCallers, pa)
+	}
+	if len(x.pending[from]) == 0 {
+		delete(x.pending, from)
+	}
+	// Suggest the other indexers this one knows, so a peer can widen its pool.
+	seen := map[peer.ID]bool{from: true, n.id: true}
+	for _, ai := range append(append([]peer.AddrInfo(nil), n.o.Indexers...), n.o.DHTBootstrap...) {
+		if seen[ai.ID] || len(resp.Suggestions) >= 3 {
+			continue
+		}
+		seen[ai.ID] = true
+		pa := PeerAddrs{Peer: []byte(ai.ID)}
+		for _, a := range ai.Addrs {
+			pa.Addrs = append(pa.Addrs, a.Bytes())
+		}
+		resp.Suggestions = append(resp.Suggestions, pa)
+	}
+	resp.PeerCount = uint32(len(x.sessions))
+	resp.FillRate = float32(len(x.sessions)) / float32(max(n.o.MaxSessions, 1))
+	return resp
+}
+
+// servePublish stores a record or tombstone sent by its owner.
+func (x *indexer) servePublish(s network.Stream, r *codec.FrameReader) error {
+	n := x.n
+	proto := string(s.Protocol())
+	m, err := n.read(s, r, proto, 0)
+	if err != nil {
+		return err
+	}
+	pub, ok := m.(*RecordPublish)
+	if !ok {
+		return codec.ErrWrongProtocol
+	}
+	now := n.o.Now()
+	v, err := VerifyRecord(n.c, pub.Signed, now)
+	if err == nil && (proto == ProtoRecordDelete) != (v.Tombstone != nil) {
+		err = fmt.Errorf("%w: records go on %s, tombstones on %s", ErrRecordMalformed, ProtoRecordPublish, ProtoRecordDelete)
+	}
+	if err == nil {
+		v, err = x.book.Put(pub.Signed, s.Conn().RemotePeer(), now)
+	}
+	if err != nil {
+		n.Metrics.Inc("records_rejected_" + recordReason(err))
+		return n.write(s, &RecordResult{Error: err.Error()})
+	}
+	n.Metrics.Inc("records_accepted")
+	x.publishDHT(v)
+	return n.write(s, &RecordResult{OK: true})
+}
+
+// serveGet answers a record lookup from the book, then the DHT.
+func (x *indexer) serveGet(s network.Stream, r *codec.FrameReader) error {
+	n := x.n
+	m, err := n.read(s, r, ProtoRecordGet, 0)
+	if err != nil {
+		return err
+	}
+	get, ok := m.(*RecordGet)
+	if !ok {
+		return codec.ErrWrongProtocol
+	}
+	p, err := peer.IDFromBytes(get.Peer)
+	if err != nil {
+		return n.write(s, &RecordResult{Error: "bad peer ID"})
+	}
+	if v, ok := x.book.Get(p, n.o.Now()); ok {
+		return n.write(s, &RecordResult{OK: true, Signed: v.Raw})
+	}
+	if raw, ok := x.lookupDHT(p); ok {
+		return n.write(s, &RecordResult{OK: true, Signed: raw})
+	}
+	return n.write(s, &RecordResult{Error: "not found"})
+}
+
+// gcLoop prunes expired records and PendingContact claims.
+func (x *indexer) gcLoop() {
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-x.n.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := x.n.o.Now()
+		x.book.Prune(now)
+		x.mu.Lock()
+		for t, callers := range x.pending {
+			for c, exp := range callers {
+				if !exp.After(now) {
+					delete(callers, c)
+				}
+			}
+			if len(callers) == 0 {
+				delete(x.pending, t)
+			}
+		}
+		x.mu.Unlock()
+	}
+}
+
+// Sessions is the number of live heartbeat sessions (indexer role).
+func (n *Node) Sessions() int {
+	if n.idx == nil {
+		return 0
+	}
+	n.idx.mu.Lock()
+	defer n.idx.mu.Unlock()
+	return len(n.idx.sessions)
+}

@@ -1,0 +1,242 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"gardend/codec"
+	"gardend/dtn"
+	"gardend/hsm"
+)
+
+// testNet is an in-process network on loopback: real hosts, real stores,
+// links that can be cut (both gaters block the pair and the connections
+// are closed).
+type testNet struct {
+	t     testing.TB
+	psk   pnet.PSK
+	codec *codec.Codec
+	nodes []*tnode
+}
+
+type tnode struct {
+	*Node
+	name  string
+	key   crypto.PrivKey
+	host  *Host
+	store *dtn.Store
+	opts  Options
+}
+
+func newTestNet(t testing.TB) *testNet {
+	reg, err := NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := codec.New(reg, codec.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testNet{t: t, psk: testPSK(t), codec: c}
+}
+
+// peerOf makes a node's identity, host and store; the node itself is built
+// by start once every peer's address is known.
+func (tn *testNet) peerOf(name string, roles Roles, storeOpts ...func(*dtn.Options)) *tnode {
+	t := tn.t
+	dir := t.TempDir()
+	ks, _, err := hsm.Create(context.Background(), hsm.KeyRef{File: filepath.Join(dir, "id.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := hsm.NewPrivKey(ks)
+	h, err := NewHost(HostConfig{Key: key, PSK: tn.psk, Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}, DialTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	so := dtn.Options{Policy: DTNPolicy(), RetryBase: 500 * time.Millisecond, RetryCeiling: 2 * time.Second}
+	for _, f := range storeOpts {
+		f(&so)
+	}
+	st, err := dtn.Open(filepath.Join(dir, dtn.FileName), ks, so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tnd := &tnode{name: name, key: key, host: h, store: st}
+	tnd.opts = Options{Name: name, Roles: roles, Host: h, Key: key, Store: st, Codec: tn.codec,
+		HeartbeatInterval: 200 * time.Millisecond, IOTimeout: 5 * time.Second}
+	t.Cleanup(func() {
+		if tnd.Node != nil {
+			tnd.Node.Close()
+		}
+		h.Close()
+		st.Close()
+		ks.Close()
+	})
+	tn.nodes = append(tn.nodes, tnd)
+	return tnd
+}
+
+func (x *tnode) info() peer.AddrInfo { return peer.AddrInfo{ID: x.host.ID(), Addrs: x.host.Addrs()} }
+
+// start builds and starts the node with its options as they stand.
+func (x *tnode) start(t testing.TB) {
+	t.Helper()
+	n, err := New(x.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.Node = n
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cut and restore the link between a and b.
+func cut(a, b *tnode) {
+	a.host.Gater.Block(b.host.ID(), "link down")
+	b.host.Gater.Block(a.host.ID(), "link down")
+	a.host.Network().ClosePeer(b.host.ID())
+	b.host.Network().ClosePeer(a.host.ID())
+}
+
+func restore(a, b *tnode) {
+	a.host.Gater.Unblock(b.host.ID())
+	b.host.Gater.Unblock(a.host.ID())
+	a.host.ClearBackoff(b.host.ID())
+	b.host.ClearBackoff(a.host.ID())
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func hasResource(x *tnode, id string) bool {
+	r, err := x.GetResource(id)
+	return err == nil && r != nil
+}
+
+// groundAndNanos builds the test network of the issue: one master, two
+// indexers, three nanos; every peer heartbeats to both indexers.
+func groundAndNanos(t *testing.T) (tn *testNet, master *tnode, idx []*tnode, nanos []*tnode) {
+	tn = newTestNet(t)
+	master = tn.peerOf("master", RoleMaster)
+	idx = []*tnode{tn.peerOf("idx-a", RoleIndexer), tn.peerOf("idx-b", RoleIndexer)}
+	for i := range 3 {
+		nanos = append(nanos, tn.peerOf(fmt.Sprint("nano-", i), RoleNano))
+	}
+	indexers := []peer.AddrInfo{idx[0].info(), idx[1].info()}
+	for _, x := range idx {
+		x.opts.DHT = true
+		for _, y := range idx {
+			if y != x {
+				x.opts.DHTBootstrap = append(x.opts.DHTBootstrap, y.info())
+			}
+		}
+	}
+	master.opts.Indexers = indexers
+	for _, nn := range nanos {
+		master.opts.Nanos = append(master.opts.Nanos, nn.info())
+		nn.opts.Master = master.info()
+		nn.opts.Indexers = indexers
+	}
+	for _, x := range tn.nodes {
+		x.start(t)
+	}
+	return tn, master, idx, nanos
+}
+
+func TestResourcesFlowBothWaysAcrossGaps(t *testing.T) {
+	ctx := context.Background()
+	_, master, _, nanos := groundAndNanos(t)
+	// While connected: the master creates one resource per nano, each nano one of its own.
+	for i, nn := range nanos {
+		if err := master.PutResource(ctx, dtn.OpCreate, fmt.Sprint("ground-", i), nn.ID(), []byte("from ground")); err != nil {
+			t.Fatal(err)
+		}
+		if err := nn.PutResource(ctx, dtn.OpCreate, fmt.Sprint("board-", i), nn.ID(), []byte("from board")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, nn := range nanos {
+		eventually(t, "first deliveries", 10*time.Second, func() bool {
+			return hasResource(nn, fmt.Sprint("ground-", i)) && hasResource(master, fmt.Sprint("board-", i))
+		})
+	}
+	// A gap: nano 0 is out of sight; both sides keep working.
+	cut(master, nanos[0])
+	if err := master.PutResource(ctx, dtn.OpUpdate, "ground-0", nanos[0].ID(), []byte("v2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := master.PutResource(ctx, dtn.OpCreate, "ground-0b", nanos[0].ID(), []byte("made in the gap")); err != nil {
+		t.Fatal(err)
+	}
+	if err := nanos[0].PutResource(ctx, dtn.OpCreate, "board-0b", nanos[0].ID(), []byte("made in the gap")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if hasResource(nanos[0], "ground-0b") || hasResource(master, "board-0b") {
+		t.Fatal("delivered across a cut link")
+	}
+	if master.store.Len(string(nanos[0].ID())) == 0 || nanos[0].store.Len(string(master.ID())) == 0 {
+		t.Fatal("nothing waiting in the DTN stores during the gap")
+	}
+	restore(master, nanos[0])
+	eventually(t, "delivery after the gap", 10*time.Second, func() bool {
+		r, _ := nanos[0].GetResource("ground-0")
+		return r != nil && string(r.Body) == "v2" && hasResource(nanos[0], "ground-0b") && hasResource(master, "board-0b")
+	})
+	eventually(t, "stores drained", 5*time.Second, func() bool {
+		return master.store.Len("") == 0 && nanos[0].store.Len("") == 0
+	})
+	// Forwarding is by ownership: nano 1 never received nano 0's resources.
+	for _, id := range []string{"ground-0", "ground-0b", "ground-2"} {
+		if hasResource(nanos[1], id) {
+			t.Fatalf("nano 1 received %s, which it does not own", id)
+		}
+	}
+	if d := nanos[0].Metrics.Get("deliveries_duplicate") + master.Metrics.Get("deliveries_duplicate"); d > 0 {
+		t.Logf("%d redeliveries acknowledged without re-applying", d)
+	}
+}
+
+func TestMasterKeepsItsOwnResourcesAndRefusesForeignChanges(t *testing.T) {
+	ctx := context.Background()
+	_, master, _, nanos := groundAndNanos(t)
+	if err := master.PutResource(ctx, dtn.OpCreate, "ground-only", master.ID(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if master.store.Len("") != 0 {
+		t.Fatal("a master-owned resource was queued for a nano")
+	}
+	// A nano may not change another nano's resource, even through its master.
+	var refusal *Refusal
+	if err := nanos[0].PutResource(ctx, dtn.OpCreate, "stolen", nanos[1].ID(), nil); !asRefusal(err, &refusal) {
+		t.Fatalf("nano changed a resource it does not own: %v", err)
+	}
+}
+
+func asRefusal(err error, r **Refusal) bool {
+	if err == nil {
+		return false
+	}
+	x, ok := err.(*Refusal)
+	*r = x
+	return ok
+}

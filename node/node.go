@@ -1,0 +1,392 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"gardend/codec"
+	"gardend/dtn"
+)
+
+// Roles is a set of roles one process holds.
+type Roles uint8
+
+const (
+	RoleNano Roles = 1 << iota
+	RoleMaster
+	RoleIndexer
+)
+
+func (r Roles) Has(x Roles) bool { return r&x != 0 }
+
+func (r Roles) String() string {
+	var s []string
+	for _, x := range []struct {
+		r    Roles
+		name string
+	}{{RoleNano, "nano"}, {RoleMaster, "master"}, {RoleIndexer, "indexer"}} {
+		if r.Has(x.r) {
+			s = append(s, x.name)
+		}
+	}
+	return strings.Join(s, "+")
+}
+
+// Options are a node's explicit dependencies and settings. Host, Key, Store,
+// Codec and Roles are required; zero settings take the defaults noted.
+type Options struct {
+	Name     string
+	Roles    Roles
+	Host     *Host
+	Key      crypto.PrivKey // signs records (the host's identity)
+	Store    *dtn.Store
+	Codec    *codec.Codec
+	Log      *slog.Logger     // nil: discard
+	Now      func() time.Time // nil: time.Now
+	Master   peer.AddrInfo    // nano: the only peer allowed to change its catalogue
+	Nanos    []peer.AddrInfo  // master: the nanos it governs
+	Indexers []peer.AddrInfo  // indexers to heartbeat to
+	Contact  Contact          // this node's profile and contact plan (zero: continuous)
+	// NanoContacts are the profiles and plans of a master's nanos: when the
+	// master may reach each, and when it should start to worry.
+	NanoContacts map[peer.ID]Contact
+
+	HeartbeatInterval      time.Duration // 0: 20 s
+	RecordTTL              time.Duration // 0: 10 min; at most MaxRecordTTL
+	IOTimeout              time.Duration // one message read or write; 0: 30 s
+	DeliveryWindow         int           // entries in flight per destination; 0: 32
+	MaxSessions            int           // indexer heartbeat sessions; 0: 500
+	MaxHeartbeatsPerMinute int           // per peer; 0: 30
+	DHT                    bool          // indexer: serve the Kademlia DHT
+	DHTBootstrap           []peer.AddrInfo
+	// OnApplied, if set, is told of every delivery applied here (kind is
+	// "resource" or "booking"). It must not block.
+	OnApplied func(from peer.ID, kind, id string)
+}
+
+func (o *Options) fill() {
+	if o.Contact.Profile.Kind == 0 {
+		o.Contact.Profile = ProfileFor(ProfileContinuous)
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = o.Contact.Profile.HeartbeatInterval
+	}
+	if o.RecordTTL != 0 {
+		o.Contact.Profile.RecordTTL = min(o.RecordTTL, MaxRecordTTL)
+	}
+	if o.IOTimeout == 0 {
+		o.IOTimeout = 30 * time.Second
+	}
+	if o.DeliveryWindow == 0 {
+		o.DeliveryWindow = 32
+	}
+	if o.MaxSessions == 0 {
+		o.MaxSessions = 500
+	}
+	if o.MaxHeartbeatsPerMinute == 0 {
+		o.MaxHeartbeatsPerMinute = 30
+	}
+}
+
+// Node is one gardend process's roles running on one host.
+type Node struct {
+	o       Options
+	id      peer.ID
+	h       *Host
+	c       *codec.Codec
+	store   *dtn.Store
+	log     *slog.Logger
+	Metrics *Metrics
+
+	nanos    map[peer.ID]peer.AddrInfo // master: governed nanos
+	liveness *Liveness                 // master: planned absence versus failure of its nanos
+
+	contactMu    sync.RWMutex // guards the contacts, which SetContact may replace (new plan)
+	ownContact   Contact
+	nanoContacts map[peer.ID]Contact
+
+	seq atomic.Uint64 // last record sequence number
+
+	idx *indexer // nil unless RoleIndexer
+	dht recordDHT
+
+	alive atomic.Int64 // Unix ns of the delivery loop's last turn
+
+	deliveryMu sync.Mutex
+	draining   map[peer.ID]bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed sync.Once
+}
+
+// New checks the options and builds a node; Start runs it.
+func New(o Options) (*Node, error) {
+	o.fill()
+	if o.Host == nil || o.Key == nil || o.Store == nil || o.Codec == nil {
+		return nil, errors.New("node: Host, Key, Store and Codec are required")
+	}
+	if o.Roles == 0 {
+		return nil, errors.New("node: no role")
+	}
+	if o.Roles.Has(RoleNano) && o.Master.ID == "" {
+		return nil, errors.New("node: a nano needs its master's peer ID")
+	}
+	n := &Node{o: o, id: o.Host.ID(), h: o.Host, c: o.Codec, store: o.Store, log: o.Log,
+		Metrics: NewMetrics(), nanos: map[peer.ID]peer.AddrInfo{}, draining: map[peer.ID]bool{}, liveness: NewLiveness(),
+		ownContact: o.Contact, nanoContacts: map[peer.ID]Contact{}}
+	for p, c := range o.NanoContacts {
+		n.nanoContacts[p] = c
+	}
+	for _, ai := range o.Nanos {
+		n.nanos[ai.ID] = ai
+		n.liveness.Watch(ai.ID, n.nanoContact(ai.ID), o.Now())
+		o.Host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour*24*365)
+	}
+	if o.Master.ID != "" {
+		o.Host.Peerstore().AddAddrs(o.Master.ID, o.Master.Addrs, time.Hour*24*365)
+	}
+	for _, ai := range o.Indexers {
+		o.Host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour*24*365)
+	}
+	// Sequence numbers start from the clock so a restarted peer's records
+	// are newer than those it signed before.
+	n.seq.Store(uint64(o.Now().UnixNano()))
+	return n, nil
+}
+
+// LastTurn is when the delivery loop last went round: a watchdog's proof
+// that the node is not stuck.
+func (n *Node) LastTurn() time.Time { return time.Unix(0, n.alive.Load()) }
+
+// ID is the node's peer ID.
+func (n *Node) ID() peer.ID { return n.id }
+
+// Roles are the roles the node holds.
+func (n *Node) Roles() Roles { return n.o.Roles }
+
+// Start registers the protocol handlers and starts the loops. Handlers are
+// registered last, once every structure they touch exists, so a peer that
+// talks during start-up cannot find the node half-built.
+func (n *Node) Start(ctx context.Context) error {
+	n.ctx, n.cancel = context.WithCancel(ctx)
+	if n.o.Roles.Has(RoleIndexer) {
+		n.idx = newIndexer(n)
+		d, err := startDHT(n.ctx, n)
+		if err != nil {
+			return fmt.Errorf("node: DHT: %w", err)
+		}
+		n.dht = d
+	}
+	sub, err := n.h.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
+	if err != nil {
+		return err
+	}
+	n.loop(func() { n.watchConnections(sub) })
+	n.loop(n.deliveryLoop)
+	for _, ai := range n.o.Indexers {
+		if ai.ID != n.id {
+			n.loop(func() { n.heartbeatLoop(ai) })
+		}
+	}
+	if n.o.Roles.Has(RoleNano) {
+		n.loop(n.contactLoop)
+	}
+	if len(n.nanos) > 0 {
+		n.loop(n.watchNanos)
+	}
+	if n.idx != nil {
+		n.loop(n.idx.gcLoop)
+		n.handle(ProtoHeartbeat, n.idx.serveHeartbeat)
+		n.handle(ProtoRecordPublish, n.idx.servePublish)
+		n.handle(ProtoRecordDelete, n.idx.servePublish)
+		n.handle(ProtoRecordGet, n.idx.serveGet)
+	}
+	if n.o.Roles.Has(RoleNano) || n.o.Roles.Has(RoleMaster) {
+		n.handle(ProtoResource, n.serveResource)
+		n.handle(ProtoBooking, n.serveBooking)
+	}
+	n.handle(ProtoWake, n.serveWake)
+	n.log.Info("node started", "peer", n.id, "roles", n.o.Roles.String(), "addrs", n.h.Addrs())
+	return nil
+}
+
+// Close stops the loops and the handlers; it does not close the host or
+// the store, which the caller owns.
+func (n *Node) Close() error {
+	n.closed.Do(func() {
+		for _, p := range []string{ProtoHeartbeat, ProtoRecordPublish, ProtoRecordDelete, ProtoRecordGet, ProtoResource, ProtoBooking, ProtoWake} {
+			n.h.RemoveStreamHandler(protocol.ID(p))
+		}
+		if n.cancel != nil {
+			n.cancel()
+		}
+		if n.dht != nil {
+			n.dht.Close()
+		}
+		n.wg.Wait()
+	})
+	return nil
+}
+
+func (n *Node) loop(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// handle registers a stream handler that reads through the codec; an error
+// from the handler resets the stream and is counted, never crashes the node.
+func (n *Node) handle(proto string, h func(s network.Stream, r *codec.FrameReader) error) {
+	short := strings.TrimPrefix(proto, ProtocolPrefix+"/")
+	n.h.SetStreamHandler(protocol.ID(proto), func(s network.Stream) {
+		r := n.c.NewReader(s)
+		err := h(s, r)
+		if err == nil || errors.Is(err, io.EOF) {
+			s.Close()
+			return
+		}
+		s.Reset()
+		reason := codec.Reason(err)
+		if reason == "other" {
+			reason = recordReason(err)
+		}
+		n.Metrics.Inc("rejected_" + short + "_" + reason)
+		n.log.Debug("stream rejected", "protocol", short, "peer", s.Conn().RemotePeer(), "err", err)
+	})
+}
+
+// read reads one message of protocol proto within the I/O timeout.
+func (n *Node) read(s network.Stream, r *codec.FrameReader, proto string, timeout time.Duration) (any, error) {
+	if timeout == 0 {
+		timeout = n.o.IOTimeout
+	}
+	s.SetReadDeadline(time.Now().Add(timeout))
+	m, _, err := n.c.ReadMessage(r, proto)
+	return m, err
+}
+
+// write writes one message within the I/O timeout.
+func (n *Node) write(s network.Stream, m any) error {
+	s.SetWriteDeadline(time.Now().Add(n.o.IOTimeout))
+	return n.c.WriteMessage(s, m)
+}
+
+// newStream opens a stream to p, dialling it if needed.
+func (n *Node) newStream(ctx context.Context, p peer.ID, proto string) (network.Stream, error) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultDialTimeout)
+	defer cancel()
+	return n.h.NewStream(ctx, p, protocol.ID(proto))
+}
+
+// signedRecord signs a fresh record of this node.
+func (n *Node) signedRecord() ([]byte, error) {
+	rec := PeerRecord{
+		Peer:    []byte(n.id),
+		Name:    n.o.Name,
+		Seq:     n.seq.Add(1),
+		Expires: uint64(n.contact().RecordExpiry(n.o.Now()).Unix()),
+		IsNano:  n.o.Roles.Has(RoleNano),
+		Profile: uint8(n.contact().Profile.Kind),
+	}
+	if n.o.Roles.Has(RoleNano) {
+		rec.Master = []byte(n.o.Master.ID)
+	}
+	for _, a := range n.h.Addrs() {
+		rec.Addrs = append(rec.Addrs, a.Bytes())
+	}
+	return SignRecord(n.c, n.o.Key, rec)
+}
+
+// Connected reports whether a connection to p is open.
+func (n *Node) Connected(p peer.ID) bool {
+	return n.h.Network().Connectedness(p) == network.Connected
+}
+
+// watchConnections nudges the DTN store when a peer we owe something to
+// connects: its entries are delivered at once, not at the next retry.
+func (n *Node) watchConnections(sub event.Subscription) {
+	defer sub.Close()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case ev, ok := <-sub.Out():
+			if !ok {
+				return
+			}
+			e := ev.(event.EvtPeerConnectednessChanged)
+			if e.Connectedness == network.Connected {
+				n.liveness.Seen(e.Peer, n.o.Now())
+			}
+			if e.Connectedness == network.Connected && n.store.Len(string(e.Peer)) > 0 {
+				n.h.ClearBackoff(e.Peer)
+				if err := n.store.Nudge(n.ctx, string(e.Peer)); err != nil && !errors.Is(err, context.Canceled) {
+					n.log.Warn("nudge on connect", "peer", e.Peer, "err", err)
+				}
+			}
+		}
+	}
+}
+
+// Metrics are named counters, created on first use.
+type Metrics struct {
+	mu sync.Mutex
+	m  map[string]*atomic.Uint64
+}
+
+// NewMetrics returns an empty set.
+func NewMetrics() *Metrics { return &Metrics{m: map[string]*atomic.Uint64{}} }
+
+func (m *Metrics) counter(name string) *atomic.Uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.m[name]
+	if c == nil {
+		c = new(atomic.Uint64)
+		m.m[name] = c
+	}
+	return c
+}
+
+// Inc adds one to name.
+func (m *Metrics) Inc(name string) { m.counter(name).Add(1) }
+
+// Add adds v to name.
+func (m *Metrics) Add(name string, v uint64) { m.counter(name).Add(v) }
+
+// Get returns name's value.
+func (m *Metrics) Get(name string) uint64 { return m.counter(name).Load() }
+
+// Snapshot returns every counter, sorted by name when printed.
+func (m *Metrics) Snapshot() map[string]uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]uint64, len(m.m))
+	for k, v := range m.m {
+		out[k] = v.Load()
+	}
+	return out
+}
