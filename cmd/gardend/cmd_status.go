@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"gardend/config"
+	"gardend/node"
+)
+
+func runStatus(_ context.Context, e *env, args []string) int {
+	fs := newFlagSet(e, "status", "",
+		"Ask the running daemon, over its control socket, for its roles, peer ID,\n"+
+			"connected peers, contact state and DTN counts.")
+	cfgPath := fs.String("config", "/etc/gardend/gardend.toml", "configuration file (gives the socket path)")
+	socket := fs.String("socket", "", "control socket path (overrides --config)")
+	asJSON := fs.Bool("json", false, "print the raw JSON")
+	if code, ok := parseFlags(e, fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageError(e, fs, "unexpected argument %q", fs.Arg(0))
+	}
+	path, code := controlSocket(e, *cfgPath, *socket)
+	if code != exitOK {
+		return code
+	}
+	st, err := node.QueryControl(path)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "gardend status: %v\n", err)
+		return exitFailure
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(st)
+		return exitOK
+	}
+	fmt.Fprintf(e.stdout, "gardend %s (%s)\npeer:      %s\nroles:     %s\n", st.Name, st.Time.Format("2006-01-02 15:04:05Z"), st.PeerID, st.Roles)
+	fmt.Fprintf(e.stdout, "addresses: %s\nconnected: %d peers\n", strings.Join(st.Addrs, " "), len(st.Connected))
+	fmt.Fprintf(e.stdout, "profile:   %s (%s)\n", st.Profile, st.Contact)
+	if st.Master != "" {
+		fmt.Fprintf(e.stdout, "master:    %s (%s)\n", st.Master, contact(st.MasterConnected))
+	}
+	var nanos []string
+	for p := range st.Nanos {
+		nanos = append(nanos, p)
+	}
+	sort.Strings(nanos)
+	suspected := map[string]bool{}
+	for _, p := range st.Suspected {
+		suspected[p] = true
+	}
+	for _, p := range nanos {
+		state := contact(st.Nanos[p])
+		if suspected[p] {
+			state += ", SUSPECTED: silent through a planned window"
+		}
+		fmt.Fprintf(e.stdout, "nano:      %s (%s)\n", p, state)
+	}
+	if strings.Contains(st.Roles, "indexer") {
+		fmt.Fprintf(e.stdout, "indexer:   %d heartbeat sessions, %d records\n", st.Sessions, st.Records)
+	}
+	fmt.Fprintf(e.stdout, "dtn:       %d entries queued\n", st.DTNEntries)
+	for p, n := range st.DTNByPeer {
+		fmt.Fprintf(e.stdout, "  → %s: %d\n", p, n)
+	}
+	return exitOK
+}
+
+func contact(up bool) string {
+	if up {
+		return "in contact"
+	}
+	return "out of contact"
+}
+
+// controlSocket is --socket, or the control socket the configuration names.
+func controlSocket(e *env, cfgPath, socket string) (string, int) {
+	if socket != "" {
+		return socket, exitOK
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		fmt.Fprintln(e.stderr, err)
+		return "", exitConfig
+	}
+	return cfg.ControlPath(), exitOK
+}

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/metrics"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"gardend/codec"
+	"gardend/config"
+	"gardend/dtn"
+	"gardend/hsm"
+	"gardend/node"
+	"gardend/plan"
+)
+
+// daemon is one running gardend: keystore, state database, host and node,
+// opened in that order and closed in reverse.
+type daemon struct {
+	planMu sync.Mutex // guards cfg.Profile and cfg.Nanos, which SIGHUP may replace
+	cfg    *config.Config
+	ks     hsm.Keystore
+	store  *dtn.Store
+	host   *node.Host
+	node   *node.Node
+	stop   context.CancelFunc
+}
+
+// tuning holds what the demo changes from the daemon's defaults.
+type tuning struct {
+	heartbeat time.Duration
+	retryBase time.Duration
+	bandwidth metrics.Reporter
+	onApplied func(from peer.ID, kind, id string)
+}
+
+// startDaemon opens everything cfg names and starts the node and its
+// control socket. Listeners open last: nothing can reach a half-built node.
+func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune tuning) (_ *daemon, err error) {
+	d := &daemon{cfg: cfg}
+	defer func() {
+		if err != nil {
+			d.Close() // whatever was opened before the failure
+		}
+	}()
+	ref, err := cfg.KeyRef()
+	if err != nil {
+		return nil, err
+	}
+	if d.ks, err = hsm.Open(ctx, ref); err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	key, err := hsm.NewPrivKey(d.ks)
+	if err != nil {
+		return nil, err
+	}
+	psk, err := node.LoadPSK(cfg.PSKFile)
+	if err != nil {
+		return nil, fmt.Errorf("psk_file: %w", err)
+	}
+	reg, err := node.NewRegistry()
+	if err != nil {
+		return nil, err
+	}
+	lim := codec.DefaultLimits()
+	lim.MaxFrame, lim.MaxString = cfg.Codec.MaxFrame, cfg.Codec.MaxFrame
+	c, err := codec.New(reg, lim)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	own, err := loadContact(cfg, cfg.Profile.Kind, cfg.Profile.PlanFile, cfg.Profile.TLEFile, now)
+	if err != nil {
+		return nil, fmt.Errorf("profile: %w", err)
+	}
+	retry := own.Profile.RetryBase
+	if tune.retryBase != 0 {
+		retry = tune.retryBase
+	}
+	d.store, err = dtn.Open(filepath.Join(cfg.DataDir, dtn.FileName), d.ks, dtn.Options{Policy: node.DTNPolicy(),
+		RetryBase: retry, RetryCeiling: own.Profile.RetryCeiling})
+	if err != nil {
+		return nil, fmt.Errorf("state database: %w", err)
+	}
+	opts := node.Options{Name: cfg.Name, Key: key, Store: d.store, Codec: c, Log: log, Contact: own,
+		NanoContacts:      map[peer.ID]node.Contact{},
+		HeartbeatInterval: tune.heartbeat, DHT: cfg.Indexer.DHT, MaxSessions: cfg.Indexer.MaxSessions, OnApplied: tune.onApplied}
+	for _, r := range cfg.Roles {
+		opts.Roles |= map[string]node.Roles{config.RoleNano: node.RoleNano, config.RoleMaster: node.RoleMaster, config.RoleIndexer: node.RoleIndexer}[r]
+	}
+	if cfg.Master.PeerID != "" {
+		if opts.Master, err = addrInfo(cfg.Master); err != nil {
+			return nil, fmt.Errorf("master: %w", err)
+		}
+	}
+	for _, nn := range cfg.Nanos {
+		ai, err := addrInfo(nn)
+		if err != nil {
+			return nil, fmt.Errorf("nanos: %w", err)
+		}
+		opts.Nanos = append(opts.Nanos, ai)
+	}
+	if opts.NanoContacts, err = nanoContacts(cfg, now); err != nil {
+		return nil, err
+	}
+	for _, s := range cfg.Indexers.Seeds {
+		ai, err := peer.AddrInfoFromString(s)
+		if err != nil {
+			return nil, fmt.Errorf("indexers.seeds: %w", err)
+		}
+		opts.Indexers = append(opts.Indexers, *ai)
+		opts.DHTBootstrap = append(opts.DHTBootstrap, *ai)
+	}
+	var listen []ma.Multiaddr
+	for _, s := range cfg.Listen {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+		listen = append(listen, a)
+	}
+	if d.host, err = node.NewHost(node.HostConfig{Key: key, PSK: psk, Listen: listen, UserAgent: "gardend/" + version, Bandwidth: tune.bandwidth}); err != nil {
+		return nil, err
+	}
+	opts.Host = d.host
+	if d.node, err = node.New(opts); err != nil {
+		return nil, err
+	}
+	nctx, cancel := context.WithCancel(ctx)
+	d.stop = cancel
+	if err := d.node.Start(nctx); err != nil {
+		return nil, err
+	}
+	if err := node.ServeControl(nctx, cfg.ControlPath(), d.node.Control); err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	go d.refreshPredictions(nctx, log)
+	return d, nil
+}
+
+func addrInfo(p config.Peer) (peer.AddrInfo, error) {
+	id, err := peer.Decode(p.PeerID)
+	if err != nil {
+		return peer.AddrInfo{}, err
+	}
+	ai := peer.AddrInfo{ID: id}
+	for _, s := range p.Addrs {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return ai, err
+		}
+		ai.Addrs = append(ai.Addrs, a)
+	}
+	return ai, nil
+}
+
+// Close stops the node, then the host, then syncs and closes the store and
+// the keystore.
+func (d *daemon) Close() error {
+	var errs []error
+	if d.node != nil {
+		errs = append(errs, d.node.Close())
+	}
+	if d.stop != nil {
+		d.stop()
+	}
+	if d.host != nil {
+		errs = append(errs, d.host.Close())
+	}
+	if d.store != nil {
+		errs = append(errs, d.store.Close())
+	}
+	if d.ks != nil {
+		errs = append(errs, d.ks.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// predictionSpan is how far ahead passes are predicted from a TLE at start.
+const predictionSpan = 7 * 24 * time.Hour
+
+// loadContact builds a profile and its plan: from a plan file, or passes
+// predicted from a TLE over the configured station.
+func loadContact(cfg *config.Config, kind, planFile, tleFile string, now time.Time) (node.Contact, error) {
+	if kind == "" {
+		kind = config.ProfileContinuous
+	}
+	k, err := node.ParseProfileKind(kind)
+	if err != nil {
+		return node.Contact{}, err
+	}
+	c := node.Contact{Profile: node.ProfileFor(k)}
+	for _, o := range []struct {
+		v   time.Duration
+		dst *time.Duration
+	}{{cfg.Profile.HeartbeatInterval.Duration, &c.Profile.HeartbeatInterval}, {cfg.Profile.Guard.Duration, &c.Profile.Guard},
+		{cfg.Profile.Grace.Duration, &c.Profile.Grace}, {cfg.Profile.RetryBase.Duration, &c.Profile.RetryBase},
+		{cfg.Profile.RetryCeiling.Duration, &c.Profile.RetryCeiling}} {
+		if o.v > 0 {
+			*o.dst = o.v
+		}
+	}
+	switch {
+	case planFile != "":
+		if c.Plan, err = plan.LoadFile(planFile, now); err != nil {
+			return c, err
+		}
+	case tleFile != "":
+		st, err := config.ParseStation(cfg.Profile.Station)
+		if err != nil {
+			return c, fmt.Errorf("profile.station: %w", err)
+		}
+		data, err := os.ReadFile(tleFile)
+		if err != nil {
+			return c, err
+		}
+		orbit, err := plan.ParseTLE(string(data))
+		if err != nil {
+			return c, fmt.Errorf("%s: %w", tleFile, err)
+		}
+		passes, err := orbit.Passes(plan.Station{Lat: st.Lat, Lon: st.Lon, AltM: st.AltM, MinElevation: cfg.Profile.MinElevation},
+			now.Add(-time.Hour), predictionSpan)
+		if err != nil {
+			return c, err
+		}
+		if len(passes) == 0 {
+			return c, fmt.Errorf("%s: no pass over %s in the next %s", tleFile, cfg.Profile.Station, predictionSpan)
+		}
+		if c.Plan, err = plan.New(plan.Windows(passes, 0)); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// nanoContacts loads what a master knows of each nano's passes.
+func nanoContacts(cfg *config.Config, now time.Time) (map[peer.ID]node.Contact, error) {
+	out := map[peer.ID]node.Contact{}
+	for _, nn := range cfg.Nanos {
+		id, err := peer.Decode(nn.PeerID)
+		if err != nil {
+			return nil, fmt.Errorf("nanos: %w", err)
+		}
+		kind := nn.Profile
+		if kind == "" && (nn.PlanFile != "" || nn.TLEFile != "") {
+			kind = config.ProfileOrbital
+		}
+		if kind == "" {
+			continue
+		}
+		if out[id], err = loadContact(cfg, kind, nn.PlanFile, nn.TLEFile, now); err != nil {
+			return nil, fmt.Errorf("nano %s: %w", nn.PeerID, err)
+		}
+	}
+	return out, nil
+}
+
+// refreshPredictions predicts passes anew every half day for plans that
+// come from a TLE, so the plan never runs out while the daemon runs.
+func (d *daemon) refreshPredictions(ctx context.Context, log *slog.Logger) {
+	tick := time.NewTicker(12 * time.Hour)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		d.planMu.Lock()
+		cfg := *d.cfg
+		d.planMu.Unlock()
+		uses := cfg.Profile.TLEFile != ""
+		for _, nn := range cfg.Nanos {
+			uses = uses || nn.TLEFile != ""
+		}
+		if !uses {
+			continue
+		}
+		if cfg.Profile.TLEFile != "" {
+			if c, err := loadContact(&cfg, cfg.Profile.Kind, "", cfg.Profile.TLEFile, now); err != nil {
+				log.Error("re-predicting passes failed; keeping the old plan", "err", err)
+			} else {
+				d.node.SetContact(c)
+			}
+		}
+		contacts, err := nanoContacts(&cfg, now)
+		if err != nil {
+			log.Error("re-predicting the nanos' passes failed; keeping the old plans", "err", err)
+			continue
+		}
+		for p, c := range contacts {
+			d.node.SetNanoContact(p, c)
+		}
+	}
+}
