@@ -1,0 +1,148 @@
+# gardend — build, test and measure. `make help` lists the targets.
+
+SHELL    := /bin/bash
+GO       ?= go
+PKGS     ?= ./...
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+BUILDDATE ?= $(shell git log -1 --format=%cI 2>/dev/null)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDate=$(BUILDDATE)
+ARCHES   := amd64 arm64 arm riscv64
+# Packages whose tests change with the pkcs11 build tag (SoftHSM tests).
+HSM_PKGS := ./hsm/... ./node/... ./cmd/...
+# Debian cross compilers per GOARCH, for cgo (pkcs11) builds.
+CC_arm64   := aarch64-linux-gnu-gcc
+CC_riscv64 := riscv64-linux-gnu-gcc
+# qemu-user runner per GOARCH for cross-arch tests.
+QEMU_arm64   := qemu-aarch64-static
+QEMU_arm     := qemu-arm-static
+QEMU_riscv64 := qemu-riscv64-static
+BENCHTIME ?= 1s
+FUZZTIME  ?= 10s
+
+.PHONY: help setup build build-hsm demo sat-test sat-ci sat-bench vendor dist buildroot-check cross cross-nano cross-hsm size test test-race test-cross test-hsm-arm64 lint check bench fuzz clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+setup: ## install what builds and tests need (system packages as root, Go modules)
+	@bash scripts/setup.sh
+
+build: ## native binary: bin/gardend
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/gardend ./cmd/gardend
+
+build-hsm: ## native cgo binary with PKCS#11 support: bin/gardend-pkcs11
+	CGO_ENABLED=1 $(GO) build -tags pkcs11 -trimpath -ldflags "$(LDFLAGS)" -o bin/gardend-pkcs11 ./cmd/gardend
+
+cross-hsm: ## dynamic PKCS#11 binaries: bin/gardend-pkcs11-linux-{arm64,riscv64}
+	@set -e; for a in arm64 riscv64; do \
+		case $$a in arm64) cc=$(CC_arm64);; riscv64) cc=$(CC_riscv64);; esac; \
+		echo "build bin/gardend-pkcs11-linux-$$a ($$cc)"; \
+		CGO_ENABLED=1 CC=$$cc GOOS=linux GOARCH=$$a $(GO) build -tags pkcs11 -trimpath \
+			-ldflags "-s -w $(LDFLAGS)" -o bin/gardend-pkcs11-linux-$$a ./cmd/gardend; \
+	done
+
+demo: build ## the main job: a ground station and two nanos through emulated passes
+	bin/gardend demo
+
+cross-nano: ## nano-only static binaries without the DHT: bin/gardend-nano-linux-{arm64,arm,riscv64}
+	@set -e; for a in arm64 arm riscv64; do \
+		echo "build bin/gardend-nano-linux-$$a"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a GOARM=7 $(GO) build -tags nodht -trimpath \
+			-ldflags "-s -w $(LDFLAGS)" -o bin/gardend-nano-linux-$$a ./cmd/gardend; \
+	done
+
+cross: ## static stripped binaries: bin/gardend-linux-{amd64,arm64,arm,riscv64}
+	@set -e; for a in $(ARCHES); do \
+		echo "build bin/gardend-linux-$$a"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a GOARM=7 $(GO) build -trimpath \
+			-ldflags "-s -w $(LDFLAGS)" -o bin/gardend-linux-$$a ./cmd/gardend; \
+	done
+
+size: cross cross-nano ## bytes of each cross binary, as BENCH lines
+	@for a in $(ARCHES); do echo "BENCH binary_bytes_$$a $$(stat -c %s bin/gardend-linux-$$a) bytes"; done
+	@for a in arm64 arm riscv64; do echo "BENCH binary_bytes_nano_$$a $$(stat -c %s bin/gardend-nano-linux-$$a) bytes"; done
+
+lint: ## gofmt and go vet (both build flavours)
+	@out=$$(gofmt -l . 2>&1 | grep -v '^vendor/' || true); \
+		if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) vet -tags pkcs11 $(PKGS)
+	$(GO) vet -tags nodht ./cmd/... ./node/...
+
+test: ## unit tests, native, both flavours (the pkcs11 one against SoftHSM)
+	$(GO) test $(PKGS)
+	$(GO) test -tags pkcs11 $(HSM_PKGS)
+
+test-race: ## unit tests, native, both flavours, with the race detector
+	$(GO) test -race $(PKGS)
+	$(GO) test -race -tags pkcs11 $(HSM_PKGS)
+
+test-cross: ## unit tests for arm64, arm and riscv64 under qemu-user
+	@set -e; for a in arm64 arm riscv64; do \
+		case $$a in arm64) q=$(QEMU_arm64);; arm) q=$(QEMU_arm);; riscv64) q=$(QEMU_riscv64);; esac; \
+		echo "== go test GOARCH=$$a under $$q"; \
+		CGO_ENABLED=0 GOARCH=$$a GOARM=7 GARDEND_EXEC_WRAPPER=$$q $(GO) test -exec $$q $(PKGS); \
+	done
+
+test-hsm-arm64: ## pkcs11 build's tests for arm64 under qemu, against an arm64 SoftHSM
+	@set -e; root=$$(bash scripts/arm64-softhsm.sh); \
+	for p in $(HSM_PKGS); do \
+		echo "== go test -tags pkcs11 GOARCH=arm64 $$p under qemu-aarch64-static -L $$root"; \
+		CGO_ENABLED=1 CC=$(CC_arm64) GOARCH=arm64 GARDEND_REQUIRE_SOFTHSM=1 GARDEND_EXEC_WRAPPER=$(QEMU_arm64) \
+		GARDEND_SOFTHSM_MODULE=/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so \
+		QEMU_LD_PREFIX=$$root $(GO) test -tags pkcs11 -exec $(QEMU_arm64) $$p; \
+	done
+
+sat-test: ## every flight-bench scenario: QEMU nanos behind the emulated radio link (root)
+	GARDEND_SAT=1 $(GO) test -count=1 -timeout 30m -v -run . ./test/sat/
+
+sat-ci: ## the flight-bench scenarios CI runs: gap work and a crash mid-drain, arm64 nano (root)
+	GARDEND_SAT=1 $(GO) test -count=1 -timeout 15m -v -run 'TestGapWorkArrivesArm64|TestNanoKilledMidDrain' ./test/sat/
+
+sat-bench: ## flight-bench figures as BENCH lines (root)
+	@set -o pipefail; GARDEND_SAT=1 $(GO) test -count=1 -timeout 15m -run '^$$' -bench FlightBench -benchtime 1x ./test/sat/ | awk -f scripts/benchfmt.awk
+
+check: export GARDEND_REQUIRE_SOFTHSM = 1
+check: setup lint test-race test-cross test-hsm-arm64 sat-ci ## the README's test command: everything CI runs
+
+bench: export GARDEND_REQUIRE_SOFTHSM = 1
+bench: ## benchmarks, one `BENCH <name> <value> <unit>` line per figure
+	@set -o pipefail; $(GO) test -tags pkcs11 -run '^$$' -bench . -benchtime $(BENCHTIME) $(PKGS) | awk -f scripts/benchfmt.awk
+
+fuzz: ## every fuzz target for FUZZTIME (default 10s) each
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+		d=$$(dirname $$f); \
+		for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
+			echo "== $$d $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$d; \
+		done; \
+	done
+
+vendor: ## vendor/ for offline builds (Buildroot builds with -mod=vendor, GOPROXY=off)
+	$(GO) mod vendor
+
+dist: vendor ## dist/gardend-VERSION.tar.gz: the source with vendor/, buildable offline
+	@mkdir -p dist
+	tar --exclude=./bin --exclude=./dist --exclude=./.git --exclude=./.cache \
+		--transform 's,^\.,gardend-$(VERSION),' -czf dist/gardend-$(VERSION).tar.gz .
+	@echo dist/gardend-$(VERSION).tar.gz
+
+# BUILDROOT_DIR: a Buildroot checkout (not part of this repository).
+BUILDROOT_DIR ?= ../buildroot
+# check-package needs python3-magic and flake8 (Debian packages).
+PYTHON3 ?= /usr/bin/python3
+buildroot-check: vendor ## lint buildroot/ with check-package, resolve it with printvars, build as the recipe does
+	@test -x $(BUILDROOT_DIR)/utils/check-package || { echo "no Buildroot at BUILDROOT_DIR=$(BUILDROOT_DIR)"; exit 1; }
+	$(PYTHON3) $(BUILDROOT_DIR)/utils/check-package -b buildroot/Config.in buildroot/external.mk buildroot/external.desc \
+		buildroot/package/gardend/Config.in buildroot/package/gardend/gardend.mk
+	@set -e; out=$$(mktemp -d); \
+	$(MAKE) -s -C $(BUILDROOT_DIR) BR2_EXTERNAL=$(CURDIR)/buildroot O=$$out qemu_aarch64_virt_defconfig >/dev/null; \
+	cd $$out && $(BUILDROOT_DIR)/support/kconfig/merge_config.sh -m .config \
+		$(CURDIR)/buildroot/configs/gardend_qemu_aarch64_virt.fragment >/dev/null && $(MAKE) -s olddefconfig >/dev/null; \
+	$(MAKE) -s -C $$out printvars VARS='GARDEND_SITE GARDEND_GOMOD GARDEND_BUILD_TARGETS GARDEND_GO_ENV GARDEND_INSTALL_BINS'; \
+	rm -rf $$out
+	@echo "== offline build as the recipe runs it (GOFLAGS=-mod=vendor GOPROXY=off CGO_ENABLED=0 GOARCH=arm64)"
+	GOFLAGS=-mod=vendor GOPROXY=off CGO_ENABLED=0 GOARCH=arm64 $(GO) build -trimpath -o /dev/null gardend/cmd/gardend
+
+clean: ## remove build outputs
+	rm -rf bin dist
