@@ -128,7 +128,13 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		sw.Close()
 		return fail(err)
 	}
-	tpt, err := tcp.NewTCPTransport(upg, rcmgr, nil)
+	// No reuseport: dials leave from ephemeral ports. A nano and its master
+	// dial each other at the same instant when a pass opens; from their
+	// listening ports the crossing SYNs become one TCP simultaneous open on
+	// which both sides act as Noise initiator, and the handshake fails.
+	// Reuseport only helps NAT hole punching, which a private network with
+	// fixed ground addresses does not do.
+	tpt, err := tcp.NewTCPTransport(upg, rcmgr, nil, tcp.DisableReuseport())
 	if err != nil {
 		sw.Close()
 		return fail(err)
