@@ -1,11 +1,14 @@
 package sat
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"gardend/test/sat/linkemu"
 )
 
 // BenchmarkFlightBench drains a backlog over the emulated radio link
@@ -38,8 +41,14 @@ func BenchmarkFlightBench(b *testing.B) {
 		up := waitLinkUp(b, bn)
 		startBytes := bn.link.AtoB.Bytes.Load() + bn.link.BtoA.Bytes.Load()
 		var first, last time.Time
+		var trace []string
+		var lastApplied uint64
 		for deadline := bn.window(1).End; time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 			applied := metric(bn.ground.status(b), "deliveries_applied") - base
+			if applied != lastApplied {
+				trace = append(trace, fmt.Sprintf("%.1f:%d", time.Since(up).Seconds(), applied))
+				lastApplied = applied
+			}
 			if applied > 0 && first.IsZero() {
 				first = time.Now()
 			}
@@ -50,6 +59,10 @@ func BenchmarkFlightBench(b *testing.B) {
 		}
 		if last.IsZero() {
 			b.Fatalf("backlog not drained within the pass")
+		}
+		b.Log("drain:", strings.Join(trace, " "))
+		for _, d := range []*linkemu.Stats{&bn.link.AtoB, &bn.link.BtoA} {
+			b.Logf("dir: pkts=%d bytes=%d lost=%d qdrops=%d downdrops=%d", d.Packets.Load(), d.Bytes.Load(), d.Lost.Load(), d.QueueDrops.Load(), d.DownDrops.Load())
 		}
 		sleepUntil(bn.window(1).End.Add(time.Second))
 		passBytes := bn.link.AtoB.Bytes.Load() + bn.link.BtoA.Bytes.Load() - startBytes
