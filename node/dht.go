@@ -26,6 +26,9 @@ func startDHT(ctx context.Context, n *Node) (recordDHT, error) {
 	if !n.o.DHT {
 		return nil, nil
 	}
+	if err := n.h.StartIdentify(); err != nil {
+		return nil, err
+	}
 	d, err := dht.New(ctx, n.h,
 		dht.Mode(dht.ModeServer),
 		dht.ProtocolPrefix(protocol.ID(DHTPrefix)),

@@ -4,8 +4,13 @@ package node
 // hand from the lower-level packages instead of libp2p.New: the root package
 // links QUIC, WebTransport, WebRTC and fx whatever options are given
 // (FIELD_NOTES), none of which work with a private-network PSK, and they
-// cost about 9 MB of binary. These are lower-level APIs: keep them here and
-// keep go-libp2p pinned.
+// cost about 9 MB of binary. It does not use basichost either: basichost
+// links AutoNAT v1 and v2, hole punching, circuit relay and UPnP/NAT-PMP
+// (2.3 MB of an arm64 binary, measured) that a private network with fixed
+// ground addresses never runs, and it waits for identify before every first
+// stream, one round trip (600 ms on the radio link) per connection that
+// gardend's own protocols do not need. These are lower-level APIs: keep
+// them here and keep go-libp2p pinned.
 
 import (
 	"context"
@@ -22,21 +27,26 @@ import (
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/sec"
-	basichost "github.com/libp2p/go-libp2p/p2p/host/basic"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	"github.com/libp2p/go-libp2p/p2p/host/peerstore/pstoremem"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/net/upgrader"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+	msmux "github.com/multiformats/go-multistream"
 
 	"gardend/platform"
 )
@@ -58,15 +68,31 @@ type HostConfig struct {
 	DialTimeout        time.Duration  // 0: DefaultDialTimeout
 	NegotiationTimeout time.Duration  // 0: DefaultNegotiationTimeout
 	UserAgent          string
+	Identify           bool             // run identify from the start (indexers serving the DHT)
 	Bandwidth          metrics.Reporter // nil: not measured
 }
 
-// Host is a started libp2p host plus what gardend needs beyond host.Host.
+// Host is a libp2p host.Host over one swarm: TCP, Noise, yamux, PSK. It
+// negotiates each stream's protocol lazily (the protocol header travels
+// with the first message) and runs identify only when asked to
+// (StartIdentify), for the DHT.
 type Host struct {
-	host.Host
-	swarm *swarm.Swarm
-	Gater *Gater
+	swarm      *swarm.Swarm
+	mux        *msmux.MultistreamMuxer[protocol.ID]
+	bus        event.Bus
+	protosEmit event.Emitter
+	cmgr       connmgr.ConnManager
+	negTimeout time.Duration
+	userAgent  string
+	Gater      *Gater
+
+	idMu sync.Mutex
+	ids  identify.IDService // nil until StartIdentify
+
+	closeOnce sync.Once
 }
+
+var _ host.Host = (*Host)(nil)
 
 // NewHost builds and starts a host: TCP only, Noise, yamux, PSK.
 func NewHost(cfg HostConfig) (*Host, error) {
@@ -143,24 +169,246 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		sw.Close()
 		return fail(err)
 	}
-	h, err := basichost.NewHost(sw, &basichost.HostOpts{
-		EventBus:           bus,
-		NegotiationTimeout: cfg.NegotiationTimeout,
-		UserAgent:          cfg.UserAgent,
-	})
-	if err != nil {
+	h := &Host{swarm: sw, mux: msmux.NewMultistreamMuxer[protocol.ID](), bus: bus,
+		cmgr: &connmgr.NullConnMgr{}, negTimeout: cfg.NegotiationTimeout, userAgent: cfg.UserAgent, Gater: cfg.Gater}
+	if h.protosEmit, err = bus.Emitter(&event.EvtLocalProtocolsUpdated{}); err != nil {
 		sw.Close()
 		return fail(err)
 	}
-	// Listen before Start so identify advertises the listen addresses.
+	sw.SetStreamHandler(h.serveStream)
 	if len(cfg.Listen) > 0 {
 		if err := sw.Listen(cfg.Listen...); err != nil {
 			h.Close()
 			return nil, fmt.Errorf("host: listen on %v: %w", cfg.Listen, err)
 		}
 	}
-	h.Start()
-	return &Host{Host: h, swarm: sw, Gater: cfg.Gater}, nil
+	if cfg.Identify {
+		if err := h.StartIdentify(); err != nil {
+			h.Close()
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// StartIdentify runs the identify protocol on this host's connections from
+// now on. Kademlia needs it to learn which peers serve the DHT; gardend's
+// own protocols do not (every member speaks them), so a host that runs no
+// DHT spares the radio link its exchange.
+func (h *Host) StartIdentify() error {
+	h.idMu.Lock()
+	defer h.idMu.Unlock()
+	if h.ids != nil {
+		return nil
+	}
+	ids, err := identify.NewIDService(h, identify.UserAgent(h.userAgent), identify.DisableSignedPeerRecord())
+	if err != nil {
+		return fmt.Errorf("host: identify: %w", err)
+	}
+	ids.Start()
+	h.ids = ids
+	for _, c := range h.swarm.Conns() { // connections made before now
+		go ids.IdentifyConn(c)
+	}
+	return nil
+}
+
+// serveStream negotiates the protocol of a stream the remote opened and
+// hands it to the protocol's handler.
+func (h *Host) serveStream(s network.Stream) {
+	s.SetDeadline(time.Now().Add(h.negTimeout))
+	proto, handle, err := h.mux.Negotiate(s)
+	if err != nil {
+		s.ResetWithError(network.StreamProtocolNegotiationFailed)
+		return
+	}
+	s.SetDeadline(time.Time{})
+	if err := s.SetProtocol(proto); err != nil {
+		s.ResetWithError(network.StreamResourceLimitExceeded)
+		return
+	}
+	handle(proto, s)
+}
+
+func (h *Host) ID() peer.ID                      { return h.swarm.LocalPeer() }
+func (h *Host) Peerstore() peerstore.Peerstore   { return h.swarm.Peerstore() }
+func (h *Host) Network() network.Network         { return h.swarm }
+func (h *Host) Mux() protocol.Switch             { return h.mux }
+func (h *Host) EventBus() event.Bus              { return h.bus }
+func (h *Host) ConnManager() connmgr.ConnManager { return h.cmgr }
+func (h *Host) RemoveStreamHandler(pid protocol.ID) {
+	h.mux.RemoveHandler(pid)
+	h.protocolsChanged("", pid)
+}
+
+// Addrs returns the listen addresses, an unspecified IP (0.0.0.0, ::)
+// expanded to this machine's interface addresses.
+func (h *Host) Addrs() []ma.Multiaddr {
+	listen := h.swarm.ListenAddresses()
+	ifaces, err := manet.InterfaceMultiaddrs()
+	if err != nil {
+		return listen
+	}
+	all, err := manet.ResolveUnspecifiedAddresses(listen, ifaces)
+	if err != nil {
+		return listen
+	}
+	out := all[:0]
+	for _, a := range all {
+		if !manet.IsIP6LinkLocal(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (h *Host) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {
+	h.mux.AddHandler(pid, func(_ protocol.ID, rwc io.ReadWriteCloser) error {
+		handler(rwc.(network.Stream))
+		return nil
+	})
+	h.protocolsChanged(pid, "")
+}
+
+func (h *Host) SetStreamHandlerMatch(pid protocol.ID, match func(protocol.ID) bool, handler network.StreamHandler) {
+	h.mux.AddHandlerWithFunc(pid, match, func(_ protocol.ID, rwc io.ReadWriteCloser) error {
+		handler(rwc.(network.Stream))
+		return nil
+	})
+	h.protocolsChanged(pid, "")
+}
+
+// protocolsChanged tells identify (when it runs) to push the new set.
+func (h *Host) protocolsChanged(added, removed protocol.ID) {
+	var ev event.EvtLocalProtocolsUpdated
+	if added != "" {
+		ev.Added = []protocol.ID{added}
+	}
+	if removed != "" {
+		ev.Removed = []protocol.ID{removed}
+	}
+	h.protosEmit.Emit(ev)
+}
+
+// Connect makes sure there is a connection to pi.ID, dialling pi.Addrs and
+// the addresses already known. Unlike basichost it does not wait for
+// identify: the first message follows the handshake at once.
+func (h *Host) Connect(ctx context.Context, pi peer.AddrInfo) error {
+	h.Peerstore().AddAddrs(pi.ID, pi.Addrs, peerstore.TempAddrTTL)
+	if h.swarm.Connectedness(pi.ID) == network.Connected {
+		return nil
+	}
+	if _, err := h.swarm.DialPeer(ctx, pi.ID); err != nil {
+		return fmt.Errorf("failed to dial: %w", err)
+	}
+	return nil
+}
+
+// NewStream opens a stream to p for the first of pids the peer speaks,
+// dialling if needed (unless ctx says no dial). With one protocol, or one
+// the peer is known to speak, the multistream header is sent with the
+// first write instead of costing a round trip of its own.
+func (h *Host) NewStream(ctx context.Context, p peer.ID, pids ...protocol.ID) (network.Stream, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.negTimeout)
+		defer cancel()
+	}
+	if len(pids) == 0 {
+		return nil, errors.New("host: new stream: no protocol")
+	}
+	if nodial, _ := network.GetNoDial(ctx); !nodial {
+		if err := h.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
+			return nil, err
+		}
+	}
+	s, err := h.swarm.NewStream(network.WithNoDial(ctx, "already dialed"), p)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open stream: %w", err)
+	}
+	pref := pids[0]
+	if len(pids) > 1 {
+		pref = ""
+		if known, _ := h.Peerstore().SupportsProtocols(p, pids...); len(known) > 0 {
+			pref = known[0]
+		}
+	}
+	if pref != "" {
+		if err := s.SetProtocol(pref); err != nil {
+			s.ResetWithError(network.StreamResourceLimitExceeded)
+			return nil, err
+		}
+		return &lazyStream{Stream: s, rw: msmux.NewMSSelect(s, pref)}, nil
+	}
+	// Several protocols and none known: negotiate now, within ctx.
+	type result struct {
+		proto protocol.ID
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		proto, err := msmux.SelectOneOf(pids, s)
+		done <- result{proto, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		s.ResetWithError(network.StreamProtocolNegotiationFailed)
+		<-done
+		return nil, fmt.Errorf("failed to negotiate protocol: %w", ctx.Err())
+	}
+	if r.err != nil {
+		s.ResetWithError(network.StreamProtocolNegotiationFailed)
+		return nil, fmt.Errorf("failed to negotiate protocol: %w", r.err)
+	}
+	if err := s.SetProtocol(r.proto); err != nil {
+		s.ResetWithError(network.StreamResourceLimitExceeded)
+		return nil, err
+	}
+	_ = h.Peerstore().AddProtocols(p, r.proto)
+	return s, nil
+}
+
+// Close stops identify, closes every connection and listener, and the
+// peerstore.
+func (h *Host) Close() error {
+	h.closeOnce.Do(func() {
+		h.idMu.Lock()
+		if h.ids != nil {
+			h.ids.Close()
+		}
+		h.idMu.Unlock()
+		h.protosEmit.Close()
+		h.swarm.Close()
+		h.Peerstore().Close()
+	})
+	return nil
+}
+
+// lazyStream is a stream whose protocol header goes out with the first
+// write; reads wait for the peer's confirmation.
+type lazyStream struct {
+	network.Stream
+	rw io.ReadWriteCloser
+}
+
+func (s *lazyStream) Read(b []byte) (int, error)  { return s.rw.Read(b) }
+func (s *lazyStream) Write(b []byte) (int, error) { return s.rw.Write(b) }
+
+func (s *lazyStream) Close() error {
+	// Bounded: closing waits for the peer's protocol confirmation.
+	_ = s.Stream.SetReadDeadline(time.Now().Add(DefaultNegotiationTimeout))
+	return s.rw.Close()
+}
+
+// CloseWrite sends the protocol header if nothing was written yet, so the
+// peer sees a well-formed (empty) stream.
+func (s *lazyStream) CloseWrite() error {
+	if f, ok := s.rw.(interface{ Flush() error }); ok {
+		_ = f.Flush()
+	}
+	return s.Stream.CloseWrite()
 }
 
 // ClearBackoff forgets failed dials to p, so a contact that just opened is

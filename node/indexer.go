@@ -129,11 +129,7 @@ func (x *indexer) process(from peer.ID, hb *Heartbeat, now time.Time) *Heartbeat
 			delete(x.pending[from], caller)
 			continue
 		}
-		pa := PeerAddrs{Peer: []byte(caller)}
-		for _, a := range n.h.Peerstore().Addrs(caller) {
-			pa.Addrs = append(pa.Addrs, a.Bytes())
-		}
-		resp.PendingCallers = append(resp.PendingCallers, pa)
+		resp.PendingCallers = append(resp.PendingCallers, x.whereIs(caller, now))
 	}
 	if len(x.pending[from]) == 0 {
 		delete(x.pending, from)
@@ -154,6 +150,20 @@ func (x *indexer) process(from peer.ID, hb *Heartbeat, now time.Time) *Heartbeat
 	resp.PeerCount = uint32(len(x.sessions))
 	resp.FillRate = float32(len(x.sessions)) / float32(max(n.o.MaxSessions, 1))
 	return resp
+}
+
+// whereIs gives p's addresses from its signed record (what p says of
+// itself), or else from what this host has seen.
+func (x *indexer) whereIs(p peer.ID, now time.Time) PeerAddrs {
+	pa := PeerAddrs{Peer: []byte(p)}
+	if v, ok := x.book.Get(p, now); ok && v.Record != nil && len(v.Record.Addrs) > 0 {
+		pa.Addrs = v.Record.Addrs
+		return pa
+	}
+	for _, a := range x.n.h.Peerstore().Addrs(p) {
+		pa.Addrs = append(pa.Addrs, a.Bytes())
+	}
+	return pa
 }
 
 // servePublish stores a record or tombstone sent by its owner.

@@ -58,7 +58,8 @@ func (tn *testNet) peerOf(name string, roles Roles, storeOpts ...func(*dtn.Optio
 		t.Fatal(err)
 	}
 	key, _ := hsm.NewPrivKey(ks)
-	h, err := NewHost(HostConfig{Key: key, PSK: tn.psk, Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}, DialTimeout: 3 * time.Second})
+	h, err := NewHost(HostConfig{Key: key, PSK: tn.psk, Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")},
+		DialTimeout: 3 * time.Second, Identify: roles.Has(RoleIndexer)})
 	if err != nil {
 		t.Fatal(err)
 	}

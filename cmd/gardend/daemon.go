@@ -127,7 +127,8 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 		}
 		listen = append(listen, a)
 	}
-	if d.host, err = node.NewHost(node.HostConfig{Key: key, PSK: psk, Listen: listen, UserAgent: "gardend/" + version, Bandwidth: tune.bandwidth}); err != nil {
+	if d.host, err = node.NewHost(node.HostConfig{Key: key, PSK: psk, Listen: listen, UserAgent: "gardend/" + version, Bandwidth: tune.bandwidth,
+		Identify: opts.DHT && opts.Roles.Has(node.RoleIndexer)}); err != nil {
 		return nil, err
 	}
 	opts.Host = d.host
