@@ -80,6 +80,10 @@ func (f *FrameReader) ReadFrame() ([]byte, error) {
 	return body, nil
 }
 
+// Buffered is the number of bytes already read from the stream and not yet
+// returned: zero means the next ReadFrame will wait for the network.
+func (f *FrameReader) Buffered() int { return f.r.Buffered() }
+
 // readLength decodes the uvarint prefix by hand to tell a clean EOF from a
 // truncated prefix and to reject overlong encodings.
 func (f *FrameReader) readLength() (uint64, error) {

@@ -62,10 +62,37 @@ func (n *Node) deliveryLoop() {
 	}
 }
 
+// nanoCallWait is how long after a nano's window opens its master waits
+// for the nano's own call before dialling it. The nano dials at AOS (minus
+// its guard); if the master dialled too, two handshakes and two TCP flows
+// would share the first seconds of a slow link, and the master's backlog
+// would queue ahead of the nano's handshake replies. The wait covers a lost
+// SYN and its retransmission (1 s, then 3 s) plus the handshake.
+const nanoCallWait = 8 * time.Second
+
 // mayContact says whether the node may try to reach p now: inside the
-// contact plan, and connected or with known addresses.
+// contact plan, and connected or with known addresses; a master leaves the
+// first call of a pass to the nano.
 func (n *Node) mayContact(p peer.ID) bool {
-	return n.inContact(p) && (n.Connected(p) || len(n.h.Peerstore().Addrs(p)) > 0)
+	if !n.inContact(p) {
+		return false
+	}
+	if n.Connected(p) {
+		return true
+	}
+	if len(n.h.Peerstore().Addrs(p)) == 0 {
+		return false
+	}
+	if _, ok := n.nanos[p]; ok {
+		c := n.nanoContact(p)
+		if c.Plan != nil {
+			now := n.o.Now()
+			if w, ok := c.Plan.Current(now, c.Profile.Guard); ok && now.Sub(w.Start) < nanoCallWait {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // drain delivers dest's queue over as many streams as protocols change,
@@ -295,7 +322,23 @@ func (n *Node) serveDeliveries(s network.Stream, r *codec.FrameReader, proto str
 		return err
 	}
 	n.liveness.Seen(from, n.o.Now())
+	// Acks are written through a buffer and flushed when no further
+	// mutation is already in hand: a drain's acks then share segments and
+	// frames instead of costing ~100 bytes of headers each on the way back.
+	bw := bufio.NewWriterSize(s, 2048)
+	defer func() { // whatever ends the stream, still tell the peer what was applied
+		if bw.Buffered() > 0 {
+			s.SetWriteDeadline(time.Now().Add(n.o.IOTimeout))
+			bw.Flush()
+		}
+	}()
 	for {
+		if r.Buffered() == 0 && bw.Buffered() > 0 {
+			s.SetWriteDeadline(time.Now().Add(n.o.IOTimeout))
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+		}
 		m, err := n.read(s, r, proto, 2*time.Minute)
 		if err != nil {
 			return err
@@ -317,7 +360,8 @@ func (n *Node) serveDeliveries(s network.Stream, r *codec.FrameReader, proto str
 				n.o.OnApplied(from, strings.TrimPrefix(proto, ProtocolPrefix+"/"), name)
 			}
 		}
-		if err := n.write(s, ack); err != nil {
+		s.SetWriteDeadline(time.Now().Add(n.o.IOTimeout))
+		if err := n.c.WriteMessage(bw, ack); err != nil {
 			return err
 		}
 	}
