@@ -46,7 +46,7 @@ func BenchmarkFlightBench(b *testing.B) {
 		for deadline := bn.window(1).End; time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 			applied := metric(bn.ground.status(b), "deliveries_applied") - base
 			if applied != lastApplied {
-				trace = append(trace, fmt.Sprintf("%.1f:%d", time.Since(up).Seconds(), applied))
+				trace = append(trace, fmt.Sprintf("%.1f:%d(%d/%d)", time.Since(up).Seconds(), applied, bn.link.AtoB.Bytes.Load()/1000, bn.link.BtoA.Bytes.Load()/1000))
 				lastApplied = applied
 			}
 			if applied > 0 && first.IsZero() {
