@@ -126,6 +126,13 @@ func (n *Node) applyOnce(ctx context.Context, from peer.ID, id uint64, apply fun
 // before this is called) and only resources it owns; a master accepts from
 // its nanos only changes to their own resources.
 func (n *Node) receiveMutation(ctx context.Context, from peer.ID, m *Mutation) (dup bool, err error) {
+	if len(m.Owner) == 0 { // the nano at this link's end: this node, or the sender
+		if n.o.Roles.Has(RoleNano) {
+			m.Owner = []byte(n.id)
+		} else {
+			m.Owner = []byte(from)
+		}
+	}
 	owner, oerr := peer.IDFromBytes(m.Owner)
 	switch {
 	case oerr != nil || m.Resource == "" || m.Op < uint8(dtn.OpCreate) || m.Op > uint8(dtn.OpDelete):

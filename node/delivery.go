@@ -255,6 +255,9 @@ func (n *Node) deliveryMessage(e dtn.Entry) (any, error) {
 			return nil, err
 		}
 		m.ID = e.Ref.ID
+		// Both ends accept only resources of the nano end of the link, so
+		// the owner goes without saying: 40 bytes less per mutation.
+		m.Owner = nil
 		return &m, nil
 	case ProtoBooking:
 		var b Booking

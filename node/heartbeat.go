@@ -33,6 +33,7 @@ func (n *Node) heartbeatLoop(ai peer.AddrInfo) {
 	tick := time.NewTicker(step)
 	defer tick.Stop()
 	var sched heartbeatSchedule
+	var st recordSent
 	for {
 		now := n.o.Now()
 		due := sched.due(n.contact(), n.o.HeartbeatInterval, now)
@@ -59,10 +60,11 @@ func (n *Node) heartbeatLoop(ai peer.AddrInfo) {
 				n.log.Debug("heartbeat stream", "indexer", ai.ID, "err", err)
 			} else {
 				r = n.c.NewReader(s)
+				st = recordSent{} // a new stream may reach a restarted indexer
 			}
 		}
 		if s != nil {
-			if err := n.heartbeat(s, r); err != nil {
+			if err := n.heartbeat(s, r, &st); err != nil {
 				n.Metrics.Inc("heartbeat_failures")
 				n.log.Debug("heartbeat", "indexer", ai.ID, "err", err)
 				s.Reset()
@@ -77,14 +79,48 @@ func (n *Node) heartbeatLoop(ai peer.AddrInfo) {
 	}
 }
 
-func (n *Node) heartbeat(s network.Stream, r *codec.FrameReader) error {
-	rec, err := n.signedRecord()
+// recordSent is what a heartbeat stream last told its indexer about this
+// node's record. A signed record is ~300 of a heartbeat's ~370 bytes: it
+// travels when the indexer lacks it, when its content changed, or when a
+// fresh signature would extend its life by more than half of what the last
+// one gave (for an orbital nano that is once per pass, its expiry already
+// reaching past the next AOS) — not every interval.
+type recordSent struct {
+	sent            bool
+	at, expires     time.Time
+	content         string // the record's fields but Seq and Expires
+	indexerNeedsOne bool
+}
+
+// due reports whether rec must be sent now.
+func (st *recordSent) due(rec PeerRecord, content string, now time.Time) bool {
+	if !st.sent || st.indexerNeedsOne || content != st.content {
+		return true
+	}
+	want := time.Unix(int64(rec.Expires), 0)
+	return want.Before(st.expires) || want.Sub(st.expires) > st.expires.Sub(st.at)/2
+}
+
+func (n *Node) heartbeat(s network.Stream, r *codec.FrameReader, st *recordSent) error {
+	now := n.o.Now()
+	hb := &Heartbeat{Time: uint64(now.Unix()), Name: n.o.Name}
+	rec := n.peerRecord()
+	plain := rec
+	plain.Expires = 0
+	content, err := n.c.Marshal(&plain)
 	if err != nil {
 		return err
 	}
-	hb := &Heartbeat{Time: uint64(n.o.Now().Unix()), Name: n.o.Name, Record: rec}
-	for _, ai := range n.o.Indexers {
-		hb.Indexers = append(hb.Indexers, []byte(ai.ID))
+	sendRecord := st.due(rec, string(content), now)
+	if sendRecord {
+		if hb.Record, err = n.signRecord(rec); err != nil {
+			return err
+		}
+	}
+	if !st.sent {
+		for _, ai := range n.o.Indexers {
+			hb.Indexers = append(hb.Indexers, []byte(ai.ID))
+		}
 	}
 	for _, d := range n.store.PendingCritical() {
 		hb.PendingContact = append(hb.PendingContact, []byte(d))
@@ -107,7 +143,13 @@ func (n *Node) heartbeat(s network.Stream, r *codec.FrameReader) error {
 	if !ok {
 		return codec.ErrWrongProtocol
 	}
+	if sendRecord {
+		*st = recordSent{sent: true, at: now, expires: time.Unix(int64(rec.Expires), 0), content: string(content)}
+		n.Metrics.Inc("heartbeat_records_sent")
+	}
+	st.indexerNeedsOne = resp.NeedRecord
 	if resp.RecordError != "" {
+		st.indexerNeedsOne = true
 		n.Metrics.Inc("heartbeat_record_refused")
 		n.log.Warn("indexer refused our record", "indexer", s.Conn().RemotePeer(), "reason", resp.RecordError)
 	}

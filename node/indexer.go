@@ -111,6 +111,11 @@ func (x *indexer) process(from peer.ID, hb *Heartbeat, now time.Time) *Heartbeat
 			x.publishDHT(v)
 		}
 	}
+	if len(hb.Record) == 0 {
+		if v, ok := x.book.Get(from, now); !ok || v.Record == nil {
+			resp.NeedRecord = true
+		}
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for _, t := range hb.PendingContact {

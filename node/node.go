@@ -302,11 +302,14 @@ func (n *Node) newStream(ctx context.Context, p peer.ID, proto string) (network.
 }
 
 // signedRecord signs a fresh record of this node.
-func (n *Node) signedRecord() ([]byte, error) {
+func (n *Node) signedRecord() ([]byte, error) { return n.signRecord(n.peerRecord()) }
+
+// peerRecord describes this node as it stands now, unsigned and without a
+// sequence number.
+func (n *Node) peerRecord() PeerRecord {
 	rec := PeerRecord{
 		Peer:    []byte(n.id),
 		Name:    n.o.Name,
-		Seq:     n.seq.Add(1),
 		Expires: uint64(n.contact().RecordExpiry(n.o.Now()).Unix()),
 		IsNano:  n.o.Roles.Has(RoleNano),
 		Profile: uint8(n.contact().Profile.Kind),
@@ -317,6 +320,12 @@ func (n *Node) signedRecord() ([]byte, error) {
 	for _, a := range n.h.Addrs() {
 		rec.Addrs = append(rec.Addrs, a.Bytes())
 	}
+	return rec
+}
+
+// signRecord gives rec the next sequence number and signs it.
+func (n *Node) signRecord(rec PeerRecord) ([]byte, error) {
+	rec.Seq = n.seq.Add(1)
 	return SignRecord(n.c, n.o.Key, rec)
 }
 

@@ -144,3 +144,30 @@ func TestIndexerRecordProtocols(t *testing.T) {
 }
 
 var _ = context.Background
+
+// A heartbeat carries the signed record only when the indexer needs it: not
+// every interval (it is most of a heartbeat's bytes on a slow link), but
+// again at once when the indexer has lost it.
+func TestHeartbeatsCarryTheRecordOnlyWhenNeeded(t *testing.T) {
+	tn := newTestNet(t)
+	idx := tn.peerOf("idx", RoleIndexer)
+	nano := tn.peerOf("nano", RoleNano)
+	master := tn.peerOf("master", RoleMaster)
+	idx.start(t)
+	master.start(t)
+	nano.opts.Master = master.info()
+	nano.opts.Indexers = []peer.AddrInfo{idx.info()}
+	nano.start(t)
+	eventually(t, "ten heartbeats", 10*time.Second, func() bool { return idx.Metrics.Get("heartbeats_received") >= 10 })
+	if got := nano.Metrics.Get("heartbeat_records_sent"); got != 1 {
+		t.Fatalf("record sent %d times in 10 heartbeats, want once", got)
+	}
+	if _, ok := idx.idx.book.Get(nano.host.ID(), time.Now()); !ok {
+		t.Fatal("the indexer does not hold the nano's record")
+	}
+	idx.idx.book.Prune(time.Now().Add(24 * time.Hour)) // the indexer forgets it
+	eventually(t, "the record sent again", 10*time.Second, func() bool {
+		_, ok := idx.idx.book.Get(nano.host.ID(), time.Now())
+		return ok && nano.Metrics.Get("heartbeat_records_sent") == 2
+	})
+}

@@ -29,9 +29,9 @@ const (
 type Heartbeat struct {
 	Time                 uint64        `cbor:"1,keyasint"`           // sender clock, Unix seconds (informational)
 	Name                 string        `cbor:"2,keyasint,omitempty"` // site name
-	Record               []byte        `cbor:"3,keyasint,omitempty"` // fresh signed peer record (SignedRecord, CBOR)
+	Record               []byte        `cbor:"3,keyasint,omitempty"` // signed peer record (SignedRecord, CBOR), when it changed or the indexer needs it
 	Need                 uint8         `cbor:"4,keyasint,omitempty"` // indexers wanted beyond the pool
-	Indexers             [][]byte      `cbor:"5,keyasint,omitempty"` // indexers the sender heartbeats to
+	Indexers             [][]byte      `cbor:"5,keyasint,omitempty"` // indexers the sender heartbeats to (first heartbeat of a stream)
 	Challenges           [][]byte      `cbor:"6,keyasint,omitempty"` // peers whose liveness the sender asks about
 	ChallengeKey         []byte        `cbor:"7,keyasint,omitempty"` // record key to fetch from the DHT as a check
 	Referent             bool          `cbor:"8,keyasint,omitempty"` // the sender's preferred indexer
@@ -56,8 +56,9 @@ type HeartbeatResponse struct {
 	Suggestions    []PeerAddrs   `cbor:"5,keyasint,omitempty"` // other indexers
 	Incarnation    uint64        `cbor:"6,keyasint,omitempty"`
 	Events         []MemberEvent `cbor:"7,keyasint,omitempty"`
-	PendingCallers []PeerAddrs   `cbor:"8,keyasint,omitempty"` // peers holding critical messages for the sender: contact them
-	RecordError    string        `cbor:"9,keyasint,omitempty"` // why the embedded record was refused, if it was
+	PendingCallers []PeerAddrs   `cbor:"8,keyasint,omitempty"`  // peers holding critical messages for the sender: contact them
+	RecordError    string        `cbor:"9,keyasint,omitempty"`  // why the embedded record was refused, if it was
+	NeedRecord     bool          `cbor:"10,keyasint,omitempty"` // the indexer holds no live record of the sender: send it
 }
 
 // PeerRecord is a peer's signed description of itself. Every field a peer
@@ -114,7 +115,7 @@ type Mutation struct {
 	ID       uint64 `cbor:"1,keyasint"` // sender's DTN entry ID: the receiver applies (sender, ID) once
 	Op       uint8  `cbor:"2,keyasint"`
 	Resource string `cbor:"3,keyasint"`
-	Owner    []byte `cbor:"4,keyasint"`           // peer that owns the resource
+	Owner    []byte `cbor:"4,keyasint,omitempty"` // peer that owns the resource; omitted: the nano at this link's end (the only owner either side accepts)
 	Body     []byte `cbor:"5,keyasint,omitempty"` // the resource document, opaque to gardend
 }
 
