@@ -159,6 +159,10 @@ func (n *Node) heartbeat(s network.Stream, r *codec.FrameReader, st *recordSent)
 	return nil
 }
 
+// acquireRetry paces a nano's dials to its master inside a window while
+// they fail.
+const acquireRetry = time.Second
+
 // contactLoop keeps a nano in touch with its master: it dials the master
 // as soon as a window opens (it wakes for the exact start, not at the next
 // tick) and whenever it is not connected inside a window. When a window
@@ -171,11 +175,13 @@ func (n *Node) contactLoop() {
 		now := n.o.Now()
 		c := n.contact()
 		open := c.Open(now)
+		failed := false
 		if open && !n.Connected(n.o.Master.ID) {
 			ctx, cancel := context.WithTimeout(n.ctx, DefaultDialTimeout)
 			n.h.ClearBackoff(n.o.Master.ID)
 			if err := n.h.Connect(ctx, peer.AddrInfo{ID: n.o.Master.ID}); err != nil {
 				n.Metrics.Inc("master_dial_failures")
+				failed = true
 			}
 			cancel()
 		}
@@ -188,6 +194,13 @@ func (n *Node) contactLoop() {
 		}
 		wasOpen = open
 		wait := n.o.HeartbeatInterval
+		if failed {
+			// Acquiring: the dial began up to a guard time before AOS and its
+			// SYNs went into a dead link (TCP's connect gives up after 5 s).
+			// Try again at once rather than a heartbeat interval later, so a
+			// fresh SYN leaves within seconds of the link coming up.
+			wait = min(wait, acquireRetry)
+		}
 		if !open && c.Plan != nil {
 			if w, ok := c.Plan.NextStart(now); ok {
 				wait = min(wait, max(w.Start.Add(-c.Profile.Guard).Sub(now), time.Millisecond))

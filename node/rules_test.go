@@ -249,3 +249,17 @@ func mustFrame(t *testing.T, c *codec.Codec, m any) []byte {
 
 var _ = network.DirOutbound
 var _ = fmt.Sprint
+
+// Inside a window a nano whose dial to its master failed (its SYNs went
+// into a link not yet up) tries again within a second, not a heartbeat
+// interval later.
+func TestNanoRedialsPromptlyWhileAcquiring(t *testing.T) {
+	tn := newTestNet(t)
+	master := tn.peerOf("master", RoleMaster)
+	nano := tn.peerOf("nano", RoleNano)
+	nano.opts.Master = master.info()
+	nano.opts.HeartbeatInterval = time.Hour
+	master.host.Close() // nothing listens: every dial fails at once
+	nano.start(t)
+	eventually(t, "three dial attempts", 10*time.Second, func() bool { return nano.Metrics.Get("master_dial_failures") >= 3 })
+}
