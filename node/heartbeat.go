@@ -101,20 +101,21 @@ func (st *recordSent) due(rec PeerRecord, content string, now time.Time) bool {
 	return want.Before(st.expires) || want.Sub(st.expires) > st.expires.Sub(st.at)/2
 }
 
-func (n *Node) heartbeat(s network.Stream, r *codec.FrameReader, st *recordSent) error {
-	now := n.o.Now()
-	hb := &Heartbeat{Time: uint64(now.Unix()), Name: n.o.Name}
+// nextHeartbeat builds the heartbeat due now; commit, called once the
+// indexer has answered, records what it was told.
+func (n *Node) nextHeartbeat(st *recordSent, now time.Time) (hb *Heartbeat, commit func(), err error) {
+	hb = &Heartbeat{Time: uint64(now.Unix()), Name: n.o.Name}
 	rec := n.peerRecord()
 	plain := rec
 	plain.Expires = 0
 	content, err := n.c.Marshal(&plain)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	sendRecord := st.due(rec, string(content), now)
 	if sendRecord {
 		if hb.Record, err = n.signRecord(rec); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	if !st.sent {
@@ -124,6 +125,19 @@ func (n *Node) heartbeat(s network.Stream, r *codec.FrameReader, st *recordSent)
 	}
 	for _, d := range n.store.PendingCritical() {
 		hb.PendingContact = append(hb.PendingContact, []byte(d))
+	}
+	return hb, func() {
+		if sendRecord {
+			*st = recordSent{sent: true, at: now, expires: time.Unix(int64(rec.Expires), 0), content: string(content)}
+			n.Metrics.Inc("heartbeat_records_sent")
+		}
+	}, nil
+}
+
+func (n *Node) heartbeat(s network.Stream, r *codec.FrameReader, st *recordSent) error {
+	hb, commit, err := n.nextHeartbeat(st, n.o.Now())
+	if err != nil {
+		return err
 	}
 	body, err := n.c.EncodeMessage(hb)
 	if err != nil {
@@ -143,10 +157,7 @@ func (n *Node) heartbeat(s network.Stream, r *codec.FrameReader, st *recordSent)
 	if !ok {
 		return codec.ErrWrongProtocol
 	}
-	if sendRecord {
-		*st = recordSent{sent: true, at: now, expires: time.Unix(int64(rec.Expires), 0), content: string(content)}
-		n.Metrics.Inc("heartbeat_records_sent")
-	}
+	commit()
 	st.indexerNeedsOne = resp.NeedRecord
 	if resp.RecordError != "" {
 		st.indexerNeedsOne = true

@@ -13,9 +13,9 @@ import (
 
 // BenchmarkMaintenancePerOrbit reports, per profile, the heartbeat and
 // record bytes a nano exchanges with one indexer over one 95-minute orbit
-// holding one 8-minute pass: real encoded messages (heartbeat with a fresh
-// signed record and one pending contact, and the indexer's response), sent
-// when each profile's schedule says so.
+// holding one 8-minute pass: real encoded messages (heartbeat with one
+// pending contact, carrying the signed record when the sender's rule says
+// so, and the indexer's response), sent when each profile's schedule says so.
 func BenchmarkMaintenancePerOrbit(b *testing.B) {
 	tn := newTestNet(b)
 	t0 := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
@@ -41,16 +41,18 @@ func BenchmarkMaintenancePerOrbit(b *testing.B) {
 			for b.Loop() {
 				total, beats = 0, 0
 				var sched heartbeatSchedule
+				var st recordSent // one heartbeat stream through the orbit
 				for now = t0; now.Before(t0.Add(95 * time.Minute)); now = now.Add(time.Second) {
 					if !sched.due(c, c.Profile.HeartbeatInterval, now) {
 						continue
 					}
-					rec, err := n.signedRecord()
+					msg, commit, err := n.nextHeartbeat(&st, now)
 					if err != nil {
 						b.Fatal(err)
 					}
-					hb, _ := tn.codec.EncodeMessage(&Heartbeat{Time: uint64(now.Unix()), Name: "nano", Record: rec,
-						Indexers: [][]byte{[]byte(master.host.ID())}, PendingContact: [][]byte{[]byte(master.host.ID())}})
+					commit()
+					msg.PendingContact = [][]byte{[]byte(master.host.ID())}
+					hb, _ := tn.codec.EncodeMessage(msg)
 					resp, _ := tn.codec.EncodeMessage(&HeartbeatResponse{FillRate: 0.01, PeerCount: 3, MaxNodes: 500, BornAt: uint64(t0.Unix())})
 					total += len(codec.AppendFrame(nil, hb)) + len(codec.AppendFrame(nil, resp))
 					beats++
