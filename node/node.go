@@ -294,12 +294,28 @@ func (n *Node) write(s network.Stream, m any) error {
 	return n.c.WriteMessage(s, m)
 }
 
-// newStream opens a stream to p, dialling it if needed.
+// newStream opens a stream to p, dialling it if needed. The stream is reset
+// when ctx ends, so a loop blocked on it (a heartbeat waiting for an answer
+// across a link that just went down) lets the node stop at once instead of
+// after the I/O timeout.
 func (n *Node) newStream(ctx context.Context, p peer.ID, proto string) (network.Stream, error) {
-	ctx, cancel := context.WithTimeout(ctx, DefaultDialTimeout)
+	dctx, cancel := context.WithTimeout(ctx, DefaultDialTimeout)
 	defer cancel()
-	return n.h.NewStream(ctx, p, protocol.ID(proto))
+	s, err := n.h.NewStream(dctx, p, protocol.ID(proto))
+	if err != nil {
+		return nil, err
+	}
+	return &stoppableStream{Stream: s, stop: context.AfterFunc(ctx, func() { s.Reset() })}, nil
 }
+
+// stoppableStream unregisters its reset-on-stop when it is closed.
+type stoppableStream struct {
+	network.Stream
+	stop func() bool
+}
+
+func (s *stoppableStream) Close() error { s.stop(); return s.Stream.Close() }
+func (s *stoppableStream) Reset() error { s.stop(); return s.Stream.Reset() }
 
 // signedRecord signs a fresh record of this node.
 func (n *Node) signedRecord() ([]byte, error) { return n.signRecord(n.peerRecord()) }

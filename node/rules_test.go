@@ -263,3 +263,40 @@ func TestNanoRedialsPromptlyWhileAcquiring(t *testing.T) {
 	nano.start(t)
 	eventually(t, "three dial attempts", 10*time.Second, func() bool { return nano.Metrics.Get("master_dial_failures") >= 3 })
 }
+
+// Stopping does not wait for a stream that will never be answered (a
+// heartbeat sent as the link went down): the node's own streams are reset
+// when it closes, instead of running out their I/O timeout.
+func TestCloseDoesNotWaitForAnUnansweredHeartbeat(t *testing.T) {
+	tn := newTestNet(t)
+	idx := tn.peerOf("idx", RoleIndexer) // never started: a handler that never answers
+	asked := make(chan struct{}, 1)
+	idx.host.SetStreamHandler(protocol.ID(ProtoHeartbeat), func(s network.Stream) {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		io.Copy(io.Discard, s)
+	})
+	master := tn.peerOf("master", RoleMaster)
+	nano := tn.peerOf("nano", RoleNano)
+	nano.opts.Master = master.info()
+	nano.opts.Indexers = []peer.AddrInfo{idx.info()}
+	nano.opts.IOTimeout = time.Hour
+	nano.start(t)
+	select {
+	case <-asked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no heartbeat reached the indexer")
+	}
+	time.Sleep(100 * time.Millisecond) // the heartbeat is now waiting for its answer
+	closed := make(chan struct{})
+	go func() { nano.Node.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		idx.host.Close() // unblock it, so the failure does not hang the run
+		<-closed
+		t.Fatal("Close was still waiting for the unanswered heartbeat (I/O timeout 1 h)")
+	}
+}
