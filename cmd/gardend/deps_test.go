@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -41,4 +44,75 @@ func TestBannedDependencies(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestLinkerDropsUnusedMethods fails when something linked into gardend makes
+// the linker keep every exported method of every type: a reachable
+// reflect.Value.Method or MethodByName with a non-constant name (or, since Go
+// 1.26, a reachable reflect Methods iterator). protobuf 1.36.11 did this
+// through MethodByName("Methods") and cost 2.9 MB of the arm64 binary. The
+// test links the binary with -dumpdep and prints the chain that reached the
+// offending symbol.
+func TestLinkerDropsUnusedMethods(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatal("the go tool is needed to link the binary: ", err)
+	}
+	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags=-dumpdep", "-o", filepath.Join(t.TempDir(), "gardend"), "gardend/cmd/gardend")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	var deps bytes.Buffer
+	cmd.Stderr = &deps
+	if out, err := cmd.Output(); err != nil {
+		t.Fatalf("go build -ldflags=-dumpdep: %v\n%s%s", err, out, tail(deps.String(), 2000))
+	}
+	parent := map[string]string{}
+	var culprits []string
+	edges := 0
+	for _, line := range strings.Split(deps.String(), "\n") {
+		from, to, ok := strings.Cut(line, " -> ")
+		if !ok {
+			continue
+		}
+		edges++
+		from, to = symbolName(from), symbolName(to)
+		if _, seen := parent[to]; !seen {
+			parent[to] = from
+		}
+		if strings.HasSuffix(line, "<ReflectMethod>") {
+			culprits = append(culprits, to)
+		}
+	}
+	if edges < 1000 {
+		t.Fatalf("-dumpdep printed %d edges: too few to be believed\n%s", edges, tail(deps.String(), 2000))
+	}
+	for _, c := range culprits {
+		chain := []string{c}
+		for s := c; len(chain) < 40; {
+			p, ok := parent[s]
+			if !ok || p == "" || p == s {
+				break
+			}
+			chain = append(chain, p)
+			s = p
+		}
+		t.Errorf("the linker keeps every exported method because %s is reachable:\n  %s\n"+
+			"(a method of a type held in an interface is kept when anything calls a method of that name:\n"+
+			"look for MethodByName or Method(i) in the dependencies, e.g. with `go build -ldflags=-dumpdep`)",
+			c, strings.Join(chain, "\n  <- "))
+	}
+}
+
+// symbolName strips the attributes -dumpdep appends to a symbol.
+func symbolName(s string) string {
+	if i := strings.Index(s, " <"); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }
