@@ -51,9 +51,11 @@ import (
 	"gardend/platform"
 )
 
-// Dial timeouts sized for a 600 ms RTT radio link: a connection costs about
-// five round trips (TCP, multistream, Noise XX, yamux, the protocol), 3.3 s
-// measured; libp2p's 5 s default is too tight once loss is added.
+// Dial timeouts sized for a 600 ms RTT radio link: a connection costs three
+// round trips before the first message can leave (TCP, then the security
+// proposal with the first Noise message, then the rest of Noise XX with
+// yamux chosen inside it; see eager.go), more with loss; libp2p's 5 s
+// default is too tight once loss is added.
 const (
 	DefaultDialTimeout        = 15 * time.Second
 	DefaultNegotiationTimeout = 15 * time.Second
@@ -149,11 +151,18 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		sw.Close()
 		return fail(err)
 	}
-	upg, err := upgrader.New([]sec.SecureTransport{secure}, muxers, cfg.PSK, rcmgr, cfg.Gater)
+	if pnet.ForcePrivateNetwork {
+		// The wrapped upgrader is built without the PSK (the eager upgrader
+		// applies it) and would refuse every connection under this variable.
+		sw.Close()
+		return fail(fmt.Errorf("%s is set: gardend always uses its private network key; unset the variable", pnet.EnvKey))
+	}
+	inner, err := upgrader.New([]sec.SecureTransport{secure}, muxers, nil, rcmgr, cfg.Gater)
 	if err != nil {
 		sw.Close()
 		return fail(err)
 	}
+	upg := &eagerUpgrader{inner: inner, psk: cfg.PSK, security: secure.ID()}
 	// No reuseport: dials leave from ephemeral ports. A nano and its master
 	// dial each other at the same instant when a pass opens; from their
 	// listening ports the crossing SYNs become one TCP simultaneous open on
