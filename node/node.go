@@ -67,7 +67,7 @@ type Options struct {
 	HeartbeatInterval      time.Duration // 0: 20 s
 	RecordTTL              time.Duration // 0: 10 min; at most MaxRecordTTL
 	IOTimeout              time.Duration // one message read or write; 0: 30 s
-	DeliveryWindow         int           // entries in flight per destination; 0: 32
+	DeliveryWindow         int           // entries in flight per destination; 0: 128
 	MaxSessions            int           // indexer heartbeat sessions; 0: 500
 	MaxHeartbeatsPerMinute int           // per peer; 0: 30
 	DHT                    bool          // indexer: serve the Kademlia DHT
@@ -97,7 +97,11 @@ func (o *Options) fill() {
 		o.IOTimeout = 30 * time.Second
 	}
 	if o.DeliveryWindow == 0 {
-		o.DeliveryWindow = 32
+		// A lost segment holds back every entry behind it until its
+		// retransmission has crossed the link queue (seconds at 64 kbit/s);
+		// 32 entries ran dry in that time and left the link idle, 128 do not
+		// (flight bench: goodput 0.87-0.90 with 32, 0.93 with 128).
+		o.DeliveryWindow = 128
 	}
 	if o.MaxSessions == 0 {
 		o.MaxSessions = 500
