@@ -36,8 +36,17 @@ type Status struct {
 	Profile         string            `json:"profile"`
 	Contact         string            `json:"contact"`             // contact state by the plan
 	Suspected       []string          `json:"suspected,omitempty"` // master: nanos silent through a planned window
+	Members         []MemberReport    `json:"members,omitempty"`   // peers believed suspect or dead (SWIM gossip)
 	Metrics         map[string]uint64 `json:"metrics"`
 	Time            time.Time         `json:"time"`
+}
+
+// MemberReport is a peer this node believes suspect or dead.
+type MemberReport struct {
+	Peer        string    `json:"peer"`
+	State       string    `json:"state"` // suspect or dead
+	Incarnation uint64    `json:"incarnation"`
+	Since       time.Time `json:"since"`
 }
 
 // Status reports the node's state.
@@ -70,6 +79,10 @@ func (n *Node) Status() Status {
 		st.Suspected = append(st.Suspected, p.String())
 	}
 	sort.Strings(st.Suspected)
+	for p, ms := range n.members.notAlive() {
+		st.Members = append(st.Members, MemberReport{Peer: p.String(), State: KindName(ms.Kind), Incarnation: ms.Incarnation, Since: ms.Since.UTC()})
+	}
+	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Peer < st.Members[j].Peer })
 	for _, d := range n.store.PendingCritical() {
 		st.PendingCritical = append(st.PendingCritical, peer.ID(d).String())
 	}

@@ -34,6 +34,7 @@ func (n *Node) heartbeatLoop(ai peer.AddrInfo) {
 	defer tick.Stop()
 	var sched heartbeatSchedule
 	var st recordSent
+	var health indexerHealth
 	for {
 		now := n.o.Now()
 		due := sched.due(n.contact(), n.o.HeartbeatInterval, now)
@@ -58,6 +59,7 @@ func (n *Node) heartbeatLoop(ai peer.AddrInfo) {
 				s = nil
 				n.Metrics.Inc("heartbeat_failures")
 				n.log.Debug("heartbeat stream", "indexer", ai.ID, "err", err)
+				n.heartbeatFailed(ai.ID, &health, now)
 			} else {
 				r = n.c.NewReader(s)
 				st = recordSent{} // a new stream may reach a restarted indexer
@@ -69,6 +71,9 @@ func (n *Node) heartbeatLoop(ai peer.AddrInfo) {
 				n.log.Debug("heartbeat", "indexer", ai.ID, "err", err)
 				s.Reset()
 				s = nil
+				n.heartbeatFailed(ai.ID, &health, now)
+			} else {
+				health = indexerHealth{}
 			}
 		}
 		select {
@@ -126,6 +131,7 @@ func (n *Node) nextHeartbeat(st *recordSent, now time.Time) (hb *Heartbeat, comm
 	for _, d := range n.store.PendingCritical() {
 		hb.PendingContact = append(hb.PendingContact, []byte(d))
 	}
+	hb.Events = n.members.next(len(n.o.Indexers))
 	return hb, func() {
 		if sendRecord {
 			*st = recordSent{sent: true, at: now, expires: time.Unix(int64(rec.Expires), 0), content: string(content)}
@@ -135,9 +141,14 @@ func (n *Node) nextHeartbeat(st *recordSent, now time.Time) (hb *Heartbeat, comm
 }
 
 func (n *Node) heartbeat(s network.Stream, r *codec.FrameReader, st *recordSent) error {
-	hb, commit, err := n.nextHeartbeat(st, n.o.Now())
+	now := n.o.Now()
+	hb, commit, err := n.nextHeartbeat(st, now)
 	if err != nil {
 		return err
+	}
+	indexer := s.Conn().RemotePeer()
+	if ms, ok := n.members.State(indexer); ok && ms.Kind != EventAlive {
+		hb.SuspectedIncarnation = ms.Incarnation // asks it to refute
 	}
 	body, err := n.c.EncodeMessage(hb)
 	if err != nil {
@@ -158,6 +169,14 @@ func (n *Node) heartbeat(s network.Stream, r *codec.FrameReader, st *recordSent)
 		return codec.ErrWrongProtocol
 	}
 	commit()
+	if n.members.seen(indexer, resp.Incarnation, now) {
+		n.log.Info("indexer answers again", "indexer", indexer, "incarnation", resp.Incarnation)
+	}
+	for _, ev := range resp.Events {
+		if n.members.observe(ev, now) {
+			n.Metrics.Inc("member_events_news")
+		}
+	}
 	st.indexerNeedsOne = resp.NeedRecord
 	if resp.RecordError != "" {
 		st.indexerNeedsOne = true
@@ -168,6 +187,39 @@ func (n *Node) heartbeat(s network.Stream, r *codec.FrameReader, st *recordSent)
 		n.loop(func() { n.wake(c) })
 	}
 	return nil
+}
+
+// indexerHealth follows one indexer's consecutive heartbeat failures.
+type indexerHealth struct {
+	fails       int
+	suspectedAt time.Time
+}
+
+// heartbeatFailed counts a failed heartbeat to indexer p. The second failure
+// in a row makes p suspect (the seed suspected at the first, but a beat at
+// AOS can fail while the link is still being acquired), and a suspicion
+// three heartbeat intervals old makes it dead; both are gossiped. This node
+// keeps heartbeating p: its indexers are configured, not discovered.
+func (n *Node) heartbeatFailed(p peer.ID, h *indexerHealth, now time.Time) {
+	h.fails++
+	if h.fails < 2 {
+		return
+	}
+	known, _ := n.members.State(p)
+	if h.suspectedAt.IsZero() {
+		h.suspectedAt = now
+		if n.members.local(p, EventSuspect, known.Incarnation, now) {
+			n.Metrics.Inc("indexers_suspected")
+			n.log.Warn("indexer suspected: heartbeats fail in contact", "indexer", p, "failures", h.fails)
+		}
+		return
+	}
+	if now.Sub(h.suspectedAt) >= 3*n.o.HeartbeatInterval && known.Kind != EventDead {
+		if n.members.local(p, EventDead, known.Incarnation, now) {
+			n.Metrics.Inc("indexers_dead")
+			n.log.Warn("indexer declared dead: suspected for three heartbeat intervals", "indexer", p)
+		}
+	}
 }
 
 // acquireRetry paces a nano's dials to its master inside a window while

@@ -102,6 +102,14 @@ func (x *indexer) allow(p peer.ID, now time.Time) bool {
 func (x *indexer) process(from peer.ID, hb *Heartbeat, now time.Time) *HeartbeatResponse {
 	n := x.n
 	resp := &HeartbeatResponse{MaxNodes: uint32(n.o.MaxSessions), BornAt: uint64(x.bornAt.Unix())}
+	if hb.SuspectedIncarnation != 0 {
+		n.members.refute(hb.SuspectedIncarnation)
+	}
+	for _, ev := range hb.Events {
+		if n.members.observe(ev, now) {
+			n.Metrics.Inc("member_events_news")
+		}
+	}
 	if len(hb.Record) > 0 {
 		if v, err := x.book.Put(hb.Record, from, now); err != nil {
 			resp.RecordError = err.Error()
@@ -152,6 +160,8 @@ func (x *indexer) process(from peer.ID, hb *Heartbeat, now time.Time) *Heartbeat
 		}
 		resp.Suggestions = append(resp.Suggestions, pa)
 	}
+	resp.Incarnation = n.members.Incarnation()
+	resp.Events = n.members.next(len(x.sessions))
 	resp.PeerCount = uint32(len(x.sessions))
 	resp.FillRate = float32(len(x.sessions)) / float32(max(n.o.MaxSessions, 1))
 	return resp

@@ -131,7 +131,9 @@ type Node struct {
 	seq atomic.Uint64 // last record sequence number
 
 	idx *indexer // nil unless RoleIndexer
-	dht recordDHT
+
+	members *membership // SWIM liveness gossip on heartbeats
+	dht     recordDHT
 
 	alive atomic.Int64 // Unix ns of the delivery loop's last turn
 
@@ -162,6 +164,7 @@ func New(o Options) (*Node, error) {
 	for p, c := range o.NanoContacts {
 		n.nanoContacts[p] = c
 	}
+	n.members = newMembership(n.id, o.Now())
 	for _, ai := range o.Nanos {
 		n.nanos[ai.ID] = ai
 		n.liveness.Watch(ai.ID, n.nanoContact(ai.ID), o.Now())

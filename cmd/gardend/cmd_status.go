@@ -61,6 +61,9 @@ func runStatus(_ context.Context, e *env, args []string) int {
 		}
 		fmt.Fprintf(e.stdout, "nano:      %s (%s)\n", p, state)
 	}
+	for _, m := range st.Members {
+		fmt.Fprintf(e.stdout, "member:    %s (%s at incarnation %d since %s)\n", m.Peer, strings.ToUpper(m.State), m.Incarnation, m.Since.Format("15:04:05Z"))
+	}
 	if strings.Contains(st.Roles, "indexer") {
 		fmt.Fprintf(e.stdout, "indexer:   %d heartbeat sessions, %d records\n", st.Sessions, st.Records)
 	}
