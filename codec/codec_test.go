@@ -2,6 +2,7 @@ package codec
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -278,5 +279,58 @@ func TestRandomBytesNeverPanic(t *testing.T) {
 				break
 			}
 		}
+	}
+}
+
+// chunks is a reader that returns its pieces one Read at a time, like a
+// stream whose data arrives in bursts.
+type chunks [][]byte
+
+func (c *chunks) Read(b []byte) (int, error) {
+	if len(*c) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b, (*c)[0])
+	if n == len((*c)[0]) {
+		*c = (*c)[1:]
+	} else {
+		(*c)[0] = (*c)[0][n:]
+	}
+	return n, nil
+}
+
+func TestFrameBufferedCountsOnlyWholeFrames(t *testing.T) {
+	a := AppendFrame(nil, bytes.Repeat([]byte{1}, 300))
+	b := AppendFrame(nil, bytes.Repeat([]byte{2}, 300))
+	c := AppendFrame(nil, bytes.Repeat([]byte{3}, 300))
+	// Burst 1: frame a, frame b and half of c; burst 2: the rest of c.
+	first := append(append(append([]byte(nil), a...), b...), c[:150]...)
+	src := chunks{first, c[150:]}
+	fr := NewFrameReader(&src, 0)
+	if fr.FrameBuffered() {
+		t.Fatal("nothing read yet, but a frame is said to be buffered")
+	}
+	if _, err := fr.ReadFrame(); err != nil {
+		t.Fatal(err)
+	}
+	if !fr.FrameBuffered() {
+		t.Fatal("frame b is buffered whole")
+	}
+	if _, err := fr.ReadFrame(); err != nil {
+		t.Fatal(err)
+	}
+	if fr.FrameBuffered() {
+		t.Fatal("half of frame c counted as a frame in hand")
+	}
+	if got, err := fr.ReadFrame(); err != nil || got[0] != 3 || len(got) != 300 {
+		t.Fatalf("frame c: %d bytes, %v", len(got), err)
+	}
+	// A prefix that will be refused is in hand: ReadFrame answers at once.
+	huge := binary.AppendUvarint(nil, DefaultMaxFrame+1)
+	src = chunks{huge}
+	fr = NewFrameReader(&src, 0)
+	fr.r.Peek(1)
+	if !fr.FrameBuffered() {
+		t.Fatal("an oversize prefix must not wait for more bytes")
 	}
 }

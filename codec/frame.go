@@ -80,9 +80,25 @@ func (f *FrameReader) ReadFrame() ([]byte, error) {
 	return body, nil
 }
 
-// Buffered is the number of bytes already read from the stream and not yet
-// returned: zero means the next ReadFrame will wait for the network.
-func (f *FrameReader) Buffered() int { return f.r.Buffered() }
+// FrameBuffered reports whether the next ReadFrame can return without
+// waiting for the network: a whole frame (or a prefix it will refuse at
+// once) is already buffered. Bytes of a frame whose rest is still on the
+// way do not count: on a slow link the rest can be seconds behind.
+func (f *FrameReader) FrameBuffered() bool {
+	n := f.r.Buffered()
+	if n == 0 {
+		return false
+	}
+	p, _ := f.r.Peek(min(n, maxVarintLen)) // buffered: Peek does not read
+	length, k := binary.Uvarint(p)
+	switch {
+	case k == 0:
+		return n >= maxVarintLen // an incomplete prefix, unless overlong
+	case k < 0:
+		return true // overflows: ReadFrame refuses it at once
+	}
+	return length == 0 || length > uint64(f.maxFrame) || uint64(n-k) >= length
+}
 
 // readLength decodes the uvarint prefix by hand to tell a clean EOF from a
 // truncated prefix and to reject overlong encodings.

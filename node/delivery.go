@@ -336,6 +336,8 @@ func (n *Node) serveDeliveries(s network.Stream, r *codec.FrameReader, proto str
 	// Acks are written through a buffer and flushed when no further
 	// mutation is already in hand: a drain's acks then share segments and
 	// frames instead of costing ~100 bytes of headers each on the way back.
+	// "In hand" means a whole frame: the sender's 16 KB writes split
+	// mutations, and the rest of one arrives up to 2 s later.
 	bw := bufio.NewWriterSize(s, 2048)
 	defer func() { // whatever ends the stream, still tell the peer what was applied
 		if bw.Buffered() > 0 {
@@ -344,7 +346,7 @@ func (n *Node) serveDeliveries(s network.Stream, r *codec.FrameReader, proto str
 		}
 	}()
 	for {
-		if r.Buffered() == 0 && bw.Buffered() > 0 {
+		if !r.FrameBuffered() && bw.Buffered() > 0 {
 			s.SetWriteDeadline(time.Now().Add(n.o.IOTimeout))
 			if err := bw.Flush(); err != nil {
 				return err
