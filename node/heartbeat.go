@@ -38,9 +38,14 @@ func (n *Node) heartbeatLoop(ai peer.AddrInfo) {
 	for {
 		now := n.o.Now()
 		due := sched.due(n.contact(), n.o.HeartbeatInterval, now)
-		if !n.contact().Open(now) && s != nil {
-			s.Reset() // out of contact: stay quiet, drop the stream
-			s = nil
+		if !n.contact().Open(now) {
+			// A failure in the last call before LOS and one while the link
+			// is acquired at the next AOS are not two failures in a row.
+			health = indexerHealth{}
+			if s != nil {
+				s.Reset() // out of contact: stay quiet, drop the stream
+				s = nil
+			}
 		}
 		if !due {
 			select {
@@ -189,36 +194,49 @@ func (n *Node) heartbeat(s network.Stream, r *codec.FrameReader, st *recordSent)
 	return nil
 }
 
-// indexerHealth follows one indexer's consecutive heartbeat failures.
+// indexerHealth follows one indexer's consecutive heartbeat failures
+// within a contact window (the loop resets it out of contact).
 type indexerHealth struct {
 	fails       int
 	suspectedAt time.Time
 }
 
-// heartbeatFailed counts a failed heartbeat to indexer p. The second failure
-// in a row makes p suspect (the seed suspected at the first, but a beat at
-// AOS can fail while the link is still being acquired), and a suspicion
-// three heartbeat intervals old makes it dead; both are gossiped. This node
-// keeps heartbeating p: its indexers are configured, not discovered.
-func (n *Node) heartbeatFailed(p peer.ID, h *indexerHealth, now time.Time) {
+// failed counts a failure and says what it makes of the indexer: 0 nothing
+// yet, EventSuspect at the second failure in a row (the seed suspected at
+// the first, but a beat at AOS can fail while the link is still being
+// acquired), EventDead once the suspicion is three intervals old.
+func (h *indexerHealth) failed(now time.Time, interval time.Duration) uint8 {
 	h.fails++
-	if h.fails < 2 {
+	switch {
+	case h.fails < 2:
+		return 0
+	case h.suspectedAt.IsZero():
+		h.suspectedAt = now
+		return EventSuspect
+	case now.Sub(h.suspectedAt) >= 3*interval:
+		return EventDead
+	}
+	return EventSuspect
+}
+
+// heartbeatFailed records a failed heartbeat to indexer p and gossips what
+// it concludes. This node keeps heartbeating p: its indexers are
+// configured, not discovered.
+func (n *Node) heartbeatFailed(p peer.ID, h *indexerHealth, now time.Time) {
+	kind := h.failed(now, n.o.HeartbeatInterval)
+	if kind == 0 {
 		return
 	}
 	known, _ := n.members.State(p)
-	if h.suspectedAt.IsZero() {
-		h.suspectedAt = now
-		if n.members.local(p, EventSuspect, known.Incarnation, now) {
-			n.Metrics.Inc("indexers_suspected")
-			n.log.Warn("indexer suspected: heartbeats fail in contact", "indexer", p, "failures", h.fails)
-		}
-		return
+	if !n.members.local(p, kind, known.Incarnation, now) {
+		return // already known
 	}
-	if now.Sub(h.suspectedAt) >= 3*n.o.HeartbeatInterval && known.Kind != EventDead {
-		if n.members.local(p, EventDead, known.Incarnation, now) {
-			n.Metrics.Inc("indexers_dead")
-			n.log.Warn("indexer declared dead: suspected for three heartbeat intervals", "indexer", p)
-		}
+	if kind == EventSuspect {
+		n.Metrics.Inc("indexers_suspected")
+		n.log.Warn("indexer suspected: heartbeats fail in contact", "indexer", p, "failures", h.fails)
+	} else {
+		n.Metrics.Inc("indexers_dead")
+		n.log.Warn("indexer declared dead: suspected for three heartbeat intervals", "indexer", p)
 	}
 }
 

@@ -138,3 +138,27 @@ func TestIndexerSuspicionTravelsAndIsRefuted(t *testing.T) {
 		t.Fatalf("indexers_suspected = %d", n)
 	}
 }
+
+func TestIndexerHealthNeedsTwoFailuresInOneWindow(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	const interval = 20 * time.Second
+	var h indexerHealth
+	if k := h.failed(now, interval); k != 0 {
+		t.Fatalf("first failure: %s", KindName(k))
+	}
+	if k := h.failed(now.Add(interval), interval); k != EventSuspect {
+		t.Fatalf("second failure in a row: %s", KindName(k))
+	}
+	if k := h.failed(now.Add(3*interval), interval); k != EventSuspect {
+		t.Fatalf("suspected for two intervals: %s", KindName(k))
+	}
+	if k := h.failed(now.Add(4*interval), interval); k != EventDead {
+		t.Fatalf("suspected for three intervals: %s", KindName(k))
+	}
+	// The heartbeat loop resets it out of contact: a failure in the last
+	// call and one at the next AOS are one failure each.
+	h = indexerHealth{}
+	if k := h.failed(now.Add(time.Hour), interval); k != 0 {
+		t.Fatalf("first failure of a new window: %s", KindName(k))
+	}
+}
