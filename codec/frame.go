@@ -93,9 +93,9 @@ func (f *FrameReader) FrameBuffered() bool {
 	length, k := binary.Uvarint(p)
 	switch {
 	case k == 0:
-		return n >= maxVarintLen // an incomplete prefix, unless overlong
+		return false // the prefix itself is still on the way
 	case k < 0:
-		return true // overflows: ReadFrame refuses it at once
+		return true // overlong: ReadFrame refuses it at once
 	}
 	return length == 0 || length > uint64(f.maxFrame) || uint64(n-k) >= length
 }

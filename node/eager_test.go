@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -330,4 +331,16 @@ func TestFirstMessageTravelsInTheDiallersSecondFlight(t *testing.T) {
 			t.Fatalf("the stock dialler's first message arrived in flight %d, want 5 (is the proxy counting?)", got)
 		}
 	})
+}
+
+// TestForcedPrivateNetworkVariableIsRefusedClearly: the inner upgrader is
+// built without the PSK (the eager upgrader applies it), so under
+// LIBP2P_FORCE_PNET it would refuse every connection; NewHost says so.
+func TestForcedPrivateNetworkVariableIsRefusedClearly(t *testing.T) {
+	defer func(v bool) { pnet.ForcePrivateNetwork = v }(pnet.ForcePrivateNetwork)
+	pnet.ForcePrivateNetwork = true
+	_, err := NewHost(HostConfig{Key: softKey(t), PSK: testPSK(t)})
+	if err == nil || !strings.Contains(err.Error(), pnet.EnvKey) {
+		t.Fatalf("NewHost under %s: %v", pnet.EnvKey, err)
+	}
 }
