@@ -144,7 +144,8 @@ type destChange struct {
 	count int
 	bytes int64
 	rec   *destRecord // new persisted state, if changed
-	nudge bool
+	nudge bool        // due at once whatever the backoff (Nudge, a cleared backoff)
+	wrote bool        // an entry was queued or replaced: due now unless backing off
 }
 
 func (s *Store) apply(d *delta) {
@@ -160,10 +161,20 @@ func (s *Store) apply(d *delta) {
 		if c.rec != nil {
 			st.rec = *c.rec
 		}
-		if c.nudge {
+		if c.nudge || c.wrote && s.dueLocked(st, s.opts.Now().UnixNano()) {
 			s.signal()
 		}
 	}
+}
+
+// dueLocked says whether st has entries and its backoff has passed. A next
+// attempt further away than the ceiling means the wall clock jumped back:
+// due now.
+func (s *Store) dueLocked(st *destState, now int64) bool {
+	if st.count[Moderate]+st.count[Critical] == 0 {
+		return false
+	}
+	return st.rec.NextAttempt <= now || st.rec.NextAttempt-now > s.opts.RetryCeiling.Nanoseconds()
 }
 
 func (s *Store) destHash(dest string) []byte { return s.seal.hash("dest", []byte(dest)) }
@@ -288,7 +299,7 @@ func (tx *Tx) Enqueue(e Entry) (Outcome, Ref, error) {
 				if err := tx.putSealed(bucketQueue, qk, &merged); err != nil {
 					return 0, Ref{}, err
 				}
-				ch := destChange{dest: e.Dest, hash: dh, bytes: grow, level: old.Level}
+				ch := destChange{dest: e.Dest, hash: dh, bytes: grow, level: old.Level, wrote: true}
 				if merged.Level != old.Level {
 					tx.d.changes = append(tx.d.changes, destChange{dest: e.Dest, hash: dh, level: old.Level, count: -1},
 						destChange{dest: e.Dest, hash: dh, level: merged.Level, count: 1})
@@ -317,7 +328,7 @@ func (tx *Tx) Enqueue(e Entry) (Outcome, Ref, error) {
 			return 0, Ref{}, err
 		}
 	}
-	tx.d.changes = append(tx.d.changes, destChange{dest: e.Dest, hash: dh, level: e.Level, count: 1, bytes: int64(len(e.Payload))})
+	tx.d.changes = append(tx.d.changes, destChange{dest: e.Dest, hash: dh, level: e.Level, count: 1, bytes: int64(len(e.Payload)), wrote: true})
 	s.Metrics.Enqueued.Add(1)
 	return Queued, e.Ref, nil
 }

@@ -249,7 +249,9 @@ func (s *Store) Close() error {
 func (s *Store) Path() string { return s.path }
 
 // Wake is signalled (capacity 1, never blocks the store) when a destination
-// became due at once: a Nudge, or an Ack that cleared a backoff.
+// became due at once: a Nudge, an Ack that cleared a backoff, or an entry
+// queued for a destination that is not backing off (a write is delivered
+// at once, not at the next poll).
 func (s *Store) Wake() <-chan struct{} { return s.wake }
 
 func (s *Store) signal() {

@@ -501,3 +501,39 @@ func TestInvalidEntriesAreRefused(t *testing.T) {
 		t.Fatal("an invalid entry was stored")
 	}
 }
+
+func TestWriteWakesUnlessBackingOff(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	s := f.open(t, func(o *Options) { o.RetryBase = 10 * time.Second })
+	drainWake := func() bool {
+		select {
+		case <-s.Wake():
+			return true
+		default:
+			return false
+		}
+	}
+	drainWake()
+	_, ref := enqueue(t, s, entry("N", protoCreate, "r1", OpCreate, "a"))
+	if !drainWake() {
+		t.Fatal("a durable Enqueue did not wake the delivery loop")
+	}
+	enqueue(t, s, entry("N", protoCreate, "r1", OpUpdate, "b")) // replaced in place
+	if !drainWake() {
+		t.Fatal("a replacing Enqueue did not wake the delivery loop")
+	}
+	if err := s.Fail(ctx, "N", ref); err != nil {
+		t.Fatal(err)
+	}
+	drainWake()
+	enqueue(t, s, entry("N", protoCreate, "r2", OpCreate, "c"))
+	if drainWake() {
+		t.Fatal("a write woke delivery to a destination that is backing off")
+	}
+	f.clock.Add(11 * time.Second)
+	enqueue(t, s, entry("N", protoCreate, "r3", OpCreate, "d"))
+	if !drainWake() {
+		t.Fatal("a write after the backoff passed did not wake")
+	}
+}
