@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -392,6 +393,36 @@ func (s *Store) PeekAfter(dest string, after uint64, n int) ([]Entry, error) {
 // changes nothing. A successful Ack clears the destination's backoff.
 func (s *Store) Ack(ctx context.Context, dest string, ref Ref) error {
 	return s.Update(ctx, func(tx *Tx) error { return tx.Ack(dest, ref) })
+}
+
+// AckAll removes every entry of refs in one durable transaction: a sender
+// deletes the acknowledgements it has in hand with one commit, not one each.
+// Stale and duplicate refs change nothing, as with Ack. If the transaction
+// fails (a value that fails authentication, say), each ref is acknowledged
+// alone so one bad entry cannot keep the others queued; the first error is
+// returned.
+func (s *Store) AckAll(ctx context.Context, dest string, refs []Ref) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	err := s.Update(ctx, func(tx *Tx) error {
+		for _, ref := range refs {
+			if err := tx.Ack(dest, ref); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil || len(refs) == 1 || ctx.Err() != nil || errors.Is(err, ErrClosed) {
+		return err
+	}
+	var first error
+	for _, ref := range refs {
+		if err := s.Ack(ctx, dest, ref); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // lookup finds the queued entry ref names; current is false when it is gone

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -75,6 +76,10 @@ type Options struct {
 	// OnApplied, if set, is told of every delivery applied here (kind is
 	// "resource" or "booking"). It must not block.
 	OnApplied func(from peer.ID, kind, id string)
+
+	// afterApply, if set (crash tests only), runs after a batch of
+	// deliveries is durably applied and before it is acknowledged.
+	afterApply func(n int)
 }
 
 func (o *Options) fill() {
@@ -138,7 +143,8 @@ type Node struct {
 	alive atomic.Int64 // Unix ns of the delivery loop's last turn
 
 	deliveryMu sync.Mutex
-	draining   map[peer.ID]bool
+	draining   map[peer.ID]chan struct{} // destinations being drained → "more was queued"
+	kick       chan struct{}             // a drain ended with work signalled: look again
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -159,7 +165,7 @@ func New(o Options) (*Node, error) {
 		return nil, errors.New("node: a nano needs its master's peer ID")
 	}
 	n := &Node{o: o, id: o.Host.ID(), h: o.Host, c: o.Codec, store: o.Store, log: o.Log,
-		Metrics: NewMetrics(), nanos: map[peer.ID]peer.AddrInfo{}, draining: map[peer.ID]bool{}, liveness: NewLiveness(),
+		Metrics: NewMetrics(), nanos: map[peer.ID]peer.AddrInfo{}, draining: map[peer.ID]chan struct{}{}, kick: make(chan struct{}, 1), liveness: NewLiveness(),
 		ownContact: o.Contact, nanoContacts: map[peer.ID]Contact{}}
 	for p, c := range o.NanoContacts {
 		n.nanoContacts[p] = c
@@ -269,7 +275,15 @@ func (n *Node) loop(f func()) {
 func (n *Node) handle(proto string, h func(s network.Stream, r *codec.FrameReader) error) {
 	short := strings.TrimPrefix(proto, ProtocolPrefix+"/")
 	n.h.SetStreamHandler(protocol.ID(proto), func(s network.Stream) {
-		r := n.c.NewReader(s)
+		var r *codec.FrameReader
+		if proto == ProtoResource || proto == ProtoBooking {
+			// A receiver applies every delivery in hand in one transaction:
+			// the read buffer bounds how many that can be (≈ 80 mutations
+			// of 400 bytes).
+			r = n.c.NewReader(bufio.NewReaderSize(s, deliveryReadBuffer))
+		} else {
+			r = n.c.NewReader(s)
+		}
 		err := h(s, r)
 		if err == nil || errors.Is(err, io.EOF) {
 			s.Close()
