@@ -2,6 +2,7 @@ package dtn
 
 import (
 	"bytes"
+	"container/heap"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -125,10 +126,11 @@ type destRecord struct {
 
 // destState is the in-memory index of one destination.
 type destState struct {
-	rec   destRecord
-	hash  []byte
-	count [3]int
-	bytes int64
+	rec     destRecord
+	hash    []byte
+	count   [3]int
+	bytes   int64
+	timerAt int64 // NextAttempt last put in the timer heap (0: none)
 }
 
 // delta is what a transaction changes in the in-memory index; it is applied
@@ -162,10 +164,102 @@ func (s *Store) apply(d *delta) {
 		if c.rec != nil {
 			st.rec = *c.rec
 		}
-		if c.nudge || c.wrote && s.dueLocked(st, s.opts.Now().UnixNano()) {
+		if c.nudge || c.wrote || c.rec != nil {
+			s.scheduleLocked(c.dest, st, s.opts.Now().UnixNano())
+		}
+		if c.nudge {
 			s.signal()
 		}
 	}
+}
+
+// scheduleLocked files a destination whose queue or backoff changed: in
+// the ready set (and Wake signalled) when it is due now, else in the timer
+// heap at its next attempt. Nothing ever scans every destination.
+func (s *Store) scheduleLocked(dest string, st *destState, now int64) {
+	if st.count[Moderate]+st.count[Critical] == 0 {
+		return
+	}
+	if s.dueLocked(st, now) {
+		if _, ok := s.ready[dest]; !ok {
+			s.ready[dest] = struct{}{}
+			s.signal()
+		}
+		return
+	}
+	if st.timerAt != st.rec.NextAttempt {
+		st.timerAt = st.rec.NextAttempt
+		heap.Push(&s.timers, dueTimer{at: st.rec.NextAttempt, dest: dest})
+	}
+}
+
+// TakeDue returns the destinations that became due since the last call
+// (queued to while not backing off, nudged, or whose backoff expired),
+// critical first, then by peer, and forgets them: the caller drains each
+// or keeps it until it may. A destination comes back when it is written
+// to, nudged, or its next backoff expires. The work is proportional to
+// what became due, not to the number of destinations.
+func (s *Store) TakeDue() []string {
+	now := s.opts.Now().UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now < s.lastTake-int64(time.Second) {
+		// The wall clock jumped back: timers far in the future may be due
+		// now (see dueLocked). Rare: look at every destination once.
+		for d, st := range s.dests {
+			if s.dueLocked(st, now) {
+				s.ready[d] = struct{}{}
+			}
+		}
+	}
+	s.lastTake = now
+	for len(s.timers) > 0 && s.timers[0].at <= now {
+		t := heap.Pop(&s.timers).(dueTimer)
+		st := s.dests[t.dest]
+		if st == nil || st.timerAt != t.at {
+			continue // superseded by a later change
+		}
+		st.timerAt = 0
+		if s.dueLocked(st, now) {
+			s.ready[t.dest] = struct{}{}
+		}
+	}
+	if len(s.ready) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(s.ready))
+	for d := range s.ready {
+		out = append(out, d)
+	}
+	clear(s.ready)
+	sort.Slice(out, func(i, j int) bool {
+		ci, cj := s.dests[out[i]].count[Critical] > 0, s.dests[out[j]].count[Critical] > 0
+		if ci != cj {
+			return ci
+		}
+		return out[i] < out[j]
+	})
+	return out
+}
+
+// dueTimer is a destination backing off until at (Unix ns).
+type dueTimer struct {
+	at   int64
+	dest string
+}
+
+// dueTimers is a min-heap of timers by time.
+type dueTimers []dueTimer
+
+func (h dueTimers) Len() int           { return len(h) }
+func (h dueTimers) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h dueTimers) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueTimers) Push(x any)        { *h = append(*h, x.(dueTimer)) }
+func (h *dueTimers) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // dueLocked says whether st has entries and its backoff has passed. A next
@@ -552,7 +646,8 @@ func (s *Store) Nudge(ctx context.Context, dest string) error {
 }
 
 // Due returns the destinations with queued entries whose backoff has
-// passed, most urgent (critical first) then by peer. A next attempt
+// passed, most urgent (critical first) then by peer. It looks at every
+// destination (inspection, tests); the delivery loop uses TakeDue. A next attempt
 // further away than the ceiling means the wall clock jumped back: due now.
 func (s *Store) Due() []string {
 	now := s.opts.Now().UnixNano()

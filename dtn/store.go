@@ -109,9 +109,12 @@ type Store struct {
 	closing sync.Once
 	closed  atomic.Bool
 
-	mu    sync.Mutex // guards dests and total
-	dests map[string]*destState
-	total int64 // payload bytes queued
+	mu       sync.Mutex // guards dests, total, ready, timers, lastTake
+	dests    map[string]*destState
+	total    int64               // payload bytes queued
+	ready    map[string]struct{} // due now, not yet taken (TakeDue)
+	timers   dueTimers           // destinations backing off, by next attempt
+	lastTake int64               // clock at the last TakeDue
 
 	wake chan struct{} // signalled when a destination becomes due at once
 
@@ -164,7 +167,7 @@ func Open(path string, ks hsm.Keystore, opts Options) (*Store, error) {
 	}
 	s := &Store{db: db, path: path, opts: opts, enc: enc, dec: dec,
 		reqs: make(chan *request, opts.MaxBatch), quit: make(chan struct{}), stopped: make(chan struct{}),
-		dests: map[string]*destState{}, wake: make(chan struct{}, 1)}
+		dests: map[string]*destState{}, ready: map[string]struct{}{}, wake: make(chan struct{}, 1)}
 	if err := s.setup(ks); err != nil {
 		db.Close()
 		return nil, err
@@ -172,6 +175,11 @@ func Open(path string, ks hsm.Keystore, opts Options) (*Store, error) {
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
+	}
+	now := opts.Now().UnixNano()
+	s.lastTake = now
+	for d, st := range s.dests { // once, at open: what a restart owes is due
+		s.scheduleLocked(d, st, now)
 	}
 	go s.commitLoop()
 	return s, nil

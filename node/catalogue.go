@@ -376,6 +376,13 @@ func (n *Node) prepareBookingAtMaster(from peer.ID, b *Booking) *received {
 	return r
 }
 
+// The applied-once set keeps a delivery for appliedKeep; pruning runs every
+// pruneEvery.
+const (
+	appliedKeep = 30 * 24 * time.Hour
+	pruneEvery  = time.Hour
+)
+
 // pruneApplied forgets deliveries applied longer ago than keep: a sender
 // stops redelivering an entry once acknowledged, so the set need not grow
 // for ever.

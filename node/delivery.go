@@ -2,6 +2,7 @@ package node
 
 import (
 	"bufio"
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -18,14 +19,17 @@ import (
 	"gardend/dtn"
 )
 
-// deliveryLoop drains every destination that is due, one drain per
-// destination at a time. It wakes on the store's Wake (a write, a nudge, a
-// cleared backoff), on a drain that ended with work signalled, and once a
-// second for backoffs that expire. A destination already draining is told
-// there is more, so its open stream carries the new entries.
+// deliveryLoop starts a drain for every destination that becomes due
+// (store.TakeDue: written to, nudged, backoff expired), at most
+// MaxDrains at a time. A destination this node may not contact yet waits
+// in a timer heap until it may (its next window), or for an event (a
+// connection nudges the store). A destination already draining is told
+// there is more, so its open stream carries the new entries. Nothing here
+// looks at every destination: the work follows what is due.
 func (n *Node) deliveryLoop() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	var deferred deferrals
 	lastPrune := n.o.Now()
 	for {
 		n.alive.Store(time.Now().UnixNano())
@@ -36,41 +40,82 @@ func (n *Node) deliveryLoop() {
 		case <-n.kick:
 		case <-tick.C:
 		}
-		for _, d := range n.store.Due() {
+		now := n.o.Now()
+		due := n.store.TakeDue()
+		for len(deferred) > 0 && !deferred[0].at.After(now) {
+			due = append(due, string(heap.Pop(&deferred).(deferral).dest))
+		}
+		for _, d := range due {
 			dest := peer.ID(d)
-			if !n.mayContact(dest) {
+			if ok, retry := n.mayContactAt(dest, now); !ok {
+				if !retry.IsZero() {
+					heap.Push(&deferred, deferral{at: retry, dest: dest})
+				}
 				continue
 			}
 			n.startDrain(dest)
 		}
-		if n.o.Now().Sub(lastPrune) > time.Hour {
-			lastPrune = n.o.Now()
-			if err := n.pruneApplied(n.ctx, 30*24*time.Hour); err != nil {
+		if now.Sub(lastPrune) > pruneEvery {
+			lastPrune = now
+			if err := n.pruneApplied(n.ctx, appliedKeep); err != nil {
 				n.log.Warn("prune applied set", "err", err)
 			}
 		}
 	}
 }
 
-// startDrain starts a drain of dest unless one runs, which is then told
-// that more was queued.
+// deferral is a destination to look at again at a given time.
+type deferral struct {
+	at   time.Time
+	dest peer.ID
+}
+
+type deferrals []deferral
+
+func (h deferrals) Len() int           { return len(h) }
+func (h deferrals) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h deferrals) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *deferrals) Push(x any)        { *h = append(*h, x.(deferral)) }
+func (h *deferrals) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// startDrain starts a drain of dest, or queues it when MaxDrains run
+// (first come, first served), unless it is draining already, which is
+// then told that more was queued.
 func (n *Node) startDrain(dest peer.ID) {
 	n.deliveryMu.Lock()
-	more, busy := n.draining[dest]
-	if !busy {
-		more = make(chan struct{}, 1)
-		n.draining[dest] = more
-	}
-	n.deliveryMu.Unlock()
-	if busy {
+	defer n.deliveryMu.Unlock()
+	if more, busy := n.draining[dest]; busy {
 		signal(more)
 		return
 	}
+	if n.waitingSet[dest] {
+		return
+	}
+	if n.running >= n.o.MaxDrains {
+		n.waiting = append(n.waiting, dest)
+		n.waitingSet[dest] = true
+		n.Metrics.Inc("drains_queued")
+		return
+	}
+	n.runDrainLocked(dest)
+}
+
+// runDrainLocked starts a drain worker for dest; deliveryMu is held.
+func (n *Node) runDrainLocked(dest peer.ID) {
+	more := make(chan struct{}, 1)
+	n.draining[dest] = more
+	n.running++
 	n.loop(func() {
-		defer func() {
+		for {
+			n.Metrics.Inc("drains_started")
+			unfinished := n.drain(dest, more)
 			n.deliveryMu.Lock()
 			delete(n.draining, dest)
-			n.deliveryMu.Unlock()
 			// Work signalled after the drain's last look would wait for
 			// the ticker: go round again now.
 			select {
@@ -78,9 +123,32 @@ func (n *Node) startDrain(dest peer.ID) {
 				signal(n.kick)
 			default:
 			}
-		}()
-		n.drain(dest, more)
+			if unfinished && n.ctx.Err() == nil {
+				// Its turn is over while others wait: to the back.
+				n.waiting = append(n.waiting, dest)
+				n.waitingSet[dest] = true
+			}
+			if len(n.waiting) == 0 || n.ctx.Err() != nil {
+				n.running--
+				n.deliveryMu.Unlock()
+				return
+			}
+			// This worker takes the longest waiting destination.
+			dest = n.waiting[0]
+			n.waiting = n.waiting[1:]
+			delete(n.waitingSet, dest)
+			more = make(chan struct{}, 1)
+			n.draining[dest] = more
+			n.deliveryMu.Unlock()
+		}
 	})
+}
+
+// othersWaiting reports whether destinations wait for a drain worker.
+func (n *Node) othersWaiting() bool {
+	n.deliveryMu.Lock()
+	defer n.deliveryMu.Unlock()
+	return len(n.waiting) > 0
 }
 
 // signal sends on a channel of capacity 1 without blocking.
@@ -99,53 +167,91 @@ func signal(c chan struct{}) {
 // SYN and its retransmission (1 s, then 3 s) plus the handshake.
 const nanoCallWait = 8 * time.Second
 
-// mayContact says whether the node may try to reach p now: inside the
-// contact plan, and connected or with known addresses; a master leaves the
-// first call of a pass to the nano.
+// mayContact says whether the node may try to reach p now.
 func (n *Node) mayContact(p peer.ID) bool {
+	ok, _ := n.mayContactAt(p, n.o.Now())
+	return ok
+}
+
+// recheckUnreachable is how long a destination that cannot be reached
+// (no address, no connection) waits before it is looked at again, should
+// no connection nudge it first.
+const recheckUnreachable = 30 * time.Second
+
+// mayContactAt says whether the node may try to reach p at now: inside the
+// contact plan, and connected or with known addresses; a master leaves the
+// first call of a pass to the nano. If not, retry is when to look again.
+func (n *Node) mayContactAt(p peer.ID, now time.Time) (ok bool, retry time.Time) {
 	if !n.inContact(p) {
-		return false
+		return false, n.nextContact(p, now)
 	}
 	if n.Connected(p) {
-		return true
+		return true, time.Time{}
 	}
 	if len(n.h.Peerstore().Addrs(p)) == 0 {
-		return false
+		return false, now.Add(recheckUnreachable)
 	}
 	if _, ok := n.nanos[p]; ok {
 		c := n.nanoContact(p)
 		if c.Plan != nil {
-			now := n.o.Now()
 			if w, ok := c.Plan.Current(now, c.Profile.Guard); ok && now.Sub(w.Start) < nanoCallWait {
-				return false
+				return false, w.Start.Add(nanoCallWait)
 			}
 		}
 	}
-	return true
+	return true, time.Time{}
 }
+
+// nextContact is when p may next be in contact: the next window of this
+// nano's own plan, or of the nano p's; a minute from now without a plan
+// ahead (the plan may be replaced meanwhile).
+func (n *Node) nextContact(p peer.ID, now time.Time) time.Time {
+	c := n.contact()
+	if !n.o.Roles.Has(RoleNano) {
+		c = n.nanoContact(p)
+	}
+	if c.Plan != nil {
+		if w, ok := c.Plan.NextStart(now); ok {
+			return maxTime(w.Start.Add(-c.Profile.Guard), now.Add(time.Second))
+		}
+	}
+	return now.Add(time.Minute)
+}
+
+// drainTurn is how many entries one drain sends before it yields its
+// worker to destinations waiting for one.
+const drainTurn = 4096
 
 // drain delivers dest's queue over as many streams as protocols change,
 // keeping up to DeliveryWindow entries in flight, until the queue is empty
 // or the link fails. more is signalled when entries are queued meanwhile.
-func (n *Node) drain(dest peer.ID, more chan struct{}) {
+// It reports unfinished when it yielded with entries left because other
+// destinations wait for a worker.
+func (n *Node) drain(dest peer.ID, more chan struct{}) (unfinished bool) {
+	total := 0
 	for n.ctx.Err() == nil {
 		first, err := n.store.Peek(string(dest), 1)
 		if err != nil || len(first) == 0 {
-			return
+			return false
+		}
+		if total >= drainTurn && n.othersWaiting() {
+			return true
 		}
 		sent, err := n.drainProtocol(dest, first[0].Protocol, more)
+		total += sent
 		if err != nil {
 			n.Metrics.Inc("delivery_failures")
 			n.log.Debug("delivery interrupted", "peer", dest, "sent", sent, "err", err)
 			if ferr := n.store.Fail(n.ctx, string(dest), first[0].Ref); ferr != nil && !errors.Is(ferr, context.Canceled) {
 				n.log.Warn("record delivery failure", "peer", dest, "err", ferr)
 			}
-			return
+			return false
 		}
 		if sent == 0 {
-			return
+			return false
 		}
 	}
+	return false
 }
 
 // deliveryChunk is how many entries a sender reads from the store at once.
@@ -253,7 +359,9 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 				return sent, err
 			}
 		}
-		if len(buf) == 0 || buf[0].Protocol != proto {
+		// A long drain yields its worker to destinations waiting for one.
+		yield := sent >= drainTurn && n.othersWaiting()
+		if yield || len(buf) == 0 || buf[0].Protocol != proto {
 			// Nothing more for this stream now: send what is buffered, then
 			// wait for the acks in flight, or for more entries, which go on
 			// this same stream.
@@ -265,7 +373,7 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 				// caller peeks again.
 				return sent, nil
 			}
-			if err := wait(len(buf) == 0); err != nil {
+			if err := wait(len(buf) == 0 && !yield); err != nil {
 				return sent, err
 			}
 			buf = nil // look again: entries may have been queued meanwhile
@@ -361,6 +469,9 @@ func (n *Node) readAcks(s network.Stream, r *codec.FrameReader, dest peer.ID, pr
 			refs := acked
 			acked = nil
 			mu.Unlock()
+			if n.o.beforeAckSave != nil && len(refs) > 0 {
+				n.o.beforeAckSave(len(refs))
+			}
 			for len(refs) > 0 {
 				k := min(len(refs), maxAckBatch)
 				err := n.store.AckAll(n.ctx, string(dest), refs[:k])
@@ -535,7 +646,13 @@ func (n *Node) serveDeliveries(s network.Stream, r *codec.FrameReader, proto str
 		signal(room)
 		n.applyReceived(n.ctx, from, batch)
 		if n.o.afterApply != nil && len(batch) > 0 {
-			n.o.afterApply(len(batch))
+			var names []string
+			for _, rc := range batch {
+				if rc.refusal == nil && rc.err == nil && !rc.dup {
+					names = append(names, rc.name)
+				}
+			}
+			n.o.afterApply(names)
 		}
 		var applyErr error
 		for _, rc := range batch {

@@ -69,6 +69,7 @@ type Options struct {
 	RecordTTL              time.Duration // 0: 10 min; at most MaxRecordTTL
 	IOTimeout              time.Duration // one message read or write; 0: 30 s
 	DeliveryWindow         int           // entries in flight per destination; 0: 128
+	MaxDrains              int           // destinations drained at once; 0: 32
 	MaxSessions            int           // indexer heartbeat sessions; 0: 500
 	MaxHeartbeatsPerMinute int           // per peer; 0: 30
 	DHT                    bool          // indexer: serve the Kademlia DHT
@@ -77,9 +78,12 @@ type Options struct {
 	// "resource" or "booking"). It must not block.
 	OnApplied func(from peer.ID, kind, id string)
 
-	// afterApply, if set (crash tests only), runs after a batch of
-	// deliveries is durably applied and before it is acknowledged.
-	afterApply func(n int)
+	// Crash tests only: afterApply runs after a batch of deliveries is
+	// durably applied (names: those applied for the first time) and before
+	// any is acknowledged; beforeAckSave runs when acks have arrived and
+	// before their entries are deleted.
+	afterApply    func(names []string)
+	beforeAckSave func(n int)
 }
 
 func (o *Options) fill() {
@@ -108,6 +112,11 @@ func (o *Options) fill() {
 		// (flight bench: goodput 0.87-0.90 with 32, 0.93 with 128).
 		o.DeliveryWindow = 128
 	}
+	if o.MaxDrains == 0 {
+		// A ground restart owes every nano its backlog: a bounded pool of
+		// drains, not one stream and three goroutines per nano at once.
+		o.MaxDrains = DefaultMaxDrains
+	}
 	if o.MaxSessions == 0 {
 		o.MaxSessions = 500
 	}
@@ -115,6 +124,10 @@ func (o *Options) fill() {
 		o.MaxHeartbeatsPerMinute = 30
 	}
 }
+
+// DefaultMaxDrains is how many destinations a node drains at once unless
+// configured otherwise.
+const DefaultMaxDrains = 32
 
 // Node is one gardend process's roles running on one host.
 type Node struct {
@@ -145,6 +158,9 @@ type Node struct {
 	deliveryMu sync.Mutex
 	draining   map[peer.ID]chan struct{} // destinations being drained → "more was queued"
 	kick       chan struct{}             // a drain ended with work signalled: look again
+	running    int                       // drain workers
+	waiting    []peer.ID                 // due destinations waiting for a worker, oldest first
+	waitingSet map[peer.ID]bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -165,7 +181,7 @@ func New(o Options) (*Node, error) {
 		return nil, errors.New("node: a nano needs its master's peer ID")
 	}
 	n := &Node{o: o, id: o.Host.ID(), h: o.Host, c: o.Codec, store: o.Store, log: o.Log,
-		Metrics: NewMetrics(), nanos: map[peer.ID]peer.AddrInfo{}, draining: map[peer.ID]chan struct{}{}, kick: make(chan struct{}, 1), liveness: NewLiveness(),
+		Metrics: NewMetrics(), nanos: map[peer.ID]peer.AddrInfo{}, draining: map[peer.ID]chan struct{}{}, kick: make(chan struct{}, 1), waitingSet: map[peer.ID]bool{}, liveness: NewLiveness(),
 		ownContact: o.Contact, nanoContacts: map[peer.ID]Contact{}}
 	for p, c := range o.NanoContacts {
 		n.nanoContacts[p] = c

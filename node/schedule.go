@@ -102,3 +102,10 @@ func (n *Node) watchNanos() {
 
 // Suspected returns the nanos a master currently suspects.
 func (n *Node) Suspected() []peer.ID { return n.liveness.Suspected() }
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
