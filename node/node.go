@@ -70,7 +70,7 @@ type Options struct {
 	IOTimeout              time.Duration // one message read or write; 0: 30 s
 	DeliveryWindow         int           // entries in flight per destination; 0: 128
 	MaxDrains              int           // destinations drained at once; 0: 32
-	MaxSessions            int           // indexer heartbeat sessions; 0: 500
+	MaxSessions            int           // indexer heartbeat sessions; 0: 16384
 	MaxHeartbeatsPerMinute int           // per peer; 0: 30
 	DHT                    bool          // indexer: serve the Kademlia DHT
 	DHTBootstrap           []peer.AddrInfo
@@ -118,7 +118,7 @@ func (o *Options) fill() {
 		o.MaxDrains = DefaultMaxDrains
 	}
 	if o.MaxSessions == 0 {
-		o.MaxSessions = 500
+		o.MaxSessions = 16384
 	}
 	if o.MaxHeartbeatsPerMinute == 0 {
 		o.MaxHeartbeatsPerMinute = 30
