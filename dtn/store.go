@@ -494,6 +494,34 @@ func (tx *Tx) ForEach(bucket string, fn func(key, value []byte) error) error {
 	})
 }
 
+// Range calls fn with the keys and opened values of bucket from start on,
+// in key order, until fn returns false or an error: bounded work over a
+// bucket whose keys are ordered (by time, say). Values that fail
+// authentication are skipped and counted. fn must not change the bucket;
+// collect keys and delete them after.
+func (tx *Tx) Range(bucket string, start []byte, fn func(key, value []byte) (more bool, err error)) error {
+	if err := checkBucket(bucket); err != nil {
+		return err
+	}
+	b := tx.btx.Bucket([]byte(bucket))
+	if b == nil {
+		return nil
+	}
+	c := b.Cursor()
+	for k, v := c.Seek(start); k != nil; k, v = c.Next() {
+		plain, err := tx.s.seal.open(bucket, k, v)
+		if err != nil {
+			tx.s.Metrics.Corrupt.Add(1)
+			continue
+		}
+		more, err := fn(k, plain)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
 // Hash returns the keyed hash of identifier parts under a domain, for use as
 // a key: the database never holds the identifiers in clear.
 func (tx *Tx) Hash(domain string, parts ...[]byte) []byte { return tx.s.seal.hash(domain, parts...) }

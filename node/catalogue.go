@@ -16,6 +16,7 @@ const (
 	bucketCatalogue = "catalogue" // Hash(resource) → Resource
 	bucketBookings  = "bookings"  // Hash(booking) → StoredBooking
 	bucketApplied   = "applied"   // Hash(sender, entry ID) → time applied: each delivery applied once
+	bucketAppliedAt = "applied-t" // time applied (Unix s, 8 bytes BE) ‖ Hash(sender, entry ID) → empty: pruning order
 )
 
 // Resource is a catalogue entry as stored.
@@ -152,7 +153,11 @@ func applyOnceTx(tx *dtn.Tx, from peer.ID, id uint64, apply func(tx *dtn.Tx) err
 	if err := apply(tx); err != nil {
 		return false, err
 	}
-	return false, tx.Put(bucketApplied, key, binary.BigEndian.AppendUint64(nil, uint64(tx.Now().Unix())))
+	at := binary.BigEndian.AppendUint64(nil, uint64(tx.Now().Unix()))
+	if err := tx.Put(bucketApplied, key, at); err != nil {
+		return false, err
+	}
+	return false, tx.Put(bucketAppliedAt, append(at, key...), nil)
 }
 
 // received is one delivery read from a stream, judged before any
@@ -380,32 +385,99 @@ func (n *Node) prepareBookingAtMaster(from peer.ID, b *Booking) *received {
 // pruneEvery.
 const (
 	appliedKeep = 30 * 24 * time.Hour
-	pruneEvery  = time.Hour
+	pruneEvery  = 10 * time.Minute
+)
+
+// pruneBatch bounds the applied-once records one pruning transaction
+// deletes; pruneRound bounds the transactions of one round.
+const (
+	pruneBatch = 4096
+	pruneRound = 16
 )
 
 // pruneApplied forgets deliveries applied longer ago than keep: a sender
 // stops redelivering an entry once acknowledged, so the set need not grow
-// for ever.
+// for ever. The records are found in time order (bucketAppliedAt), oldest
+// first, so a round touches only what it deletes, at most
+// pruneBatch × pruneRound records; what is left waits for the next round.
+// It returns how many it deleted.
 func (n *Node) pruneApplied(ctx context.Context, keep time.Duration) error {
-	cutoff := n.o.Now().Add(-keep).Unix()
-	var old [][]byte
-	err := n.store.View(func(tx *dtn.Tx) error {
-		return tx.ForEach(bucketApplied, func(k, v []byte) error {
-			if len(v) == 8 && int64(binary.BigEndian.Uint64(v)) < cutoff {
-				old = append(old, append([]byte(nil), k...))
+	_, err := n.pruneAppliedRound(ctx, keep)
+	return err
+}
+
+func (n *Node) pruneAppliedRound(ctx context.Context, keep time.Duration) (int, error) {
+	if err := n.indexLegacyApplied(ctx); err != nil {
+		return 0, err
+	}
+	cutoff := uint64(n.o.Now().Add(-keep).Unix())
+	deleted := 0
+	for range pruneRound {
+		k := 0
+		err := n.store.Update(ctx, func(tx *dtn.Tx) error {
+			k = 0
+			var old [][]byte
+			// From just past the legacy marker (8 zero bytes).
+			err := tx.Range(bucketAppliedAt, make([]byte, 9), func(key, _ []byte) (bool, error) {
+				if len(key) <= 8 || binary.BigEndian.Uint64(key) >= cutoff || len(old) >= pruneBatch {
+					return false, nil
+				}
+				old = append(old, append([]byte(nil), key...))
+				return true, nil
+			})
+			if err != nil {
+				return err
 			}
+			for _, key := range old {
+				if err := tx.Delete(bucketApplied, key[8:]); err != nil {
+					return err
+				}
+				if err := tx.Delete(bucketAppliedAt, key); err != nil {
+					return err
+				}
+			}
+			k = len(old)
 			return nil
 		})
-	})
-	if err != nil || len(old) == 0 {
+		deleted += k
+		if err != nil || k < pruneBatch {
+			n.Metrics.Add("applied_pruned", uint64(deleted))
+			return deleted, err
+		}
+	}
+	n.Metrics.Add("applied_pruned", uint64(deleted))
+	return deleted, nil
+}
+
+// indexLegacyApplied gives the applied-once records written before the
+// time index their index entries, once per database (marked in
+// bucketAppliedAt by an all-zero key).
+func (n *Node) indexLegacyApplied(ctx context.Context) error {
+	marker := make([]byte, 8)
+	done := false
+	if err := n.store.View(func(tx *dtn.Tx) error {
+		v, err := tx.Get(bucketAppliedAt, marker)
+		done = v != nil
+		return err
+	}); err != nil || done {
 		return err
 	}
 	return n.store.Update(ctx, func(tx *dtn.Tx) error {
-		for _, k := range old {
-			if err := tx.Delete(bucketApplied, k); err != nil {
+		var keys, ats [][]byte
+		err := tx.ForEach(bucketApplied, func(k, v []byte) error {
+			if len(v) == 8 {
+				keys, ats = append(keys, append([]byte(nil), k...)), append(ats, append([]byte(nil), v...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for i, k := range keys {
+			if err := tx.Put(bucketAppliedAt, append(ats[i], k...), nil); err != nil {
 				return err
 			}
 		}
-		return nil
+		return tx.Put(bucketAppliedAt, marker, []byte{1})
 	})
 }
