@@ -158,6 +158,7 @@ type Node struct {
 	deliveryMu sync.Mutex
 	draining   map[peer.ID]chan struct{} // destinations being drained → "more was queued"
 	kick       chan struct{}             // a drain ended with work signalled: look again
+	nanoEvents chan peer.ID              // master: nanos to look at now (watchNanos)
 	running    int                       // drain workers
 	waiting    []peer.ID                 // due destinations waiting for a worker, oldest first
 	waitingSet map[peer.ID]bool
@@ -181,7 +182,7 @@ func New(o Options) (*Node, error) {
 		return nil, errors.New("node: a nano needs its master's peer ID")
 	}
 	n := &Node{o: o, id: o.Host.ID(), h: o.Host, c: o.Codec, store: o.Store, log: o.Log,
-		Metrics: NewMetrics(), nanos: map[peer.ID]peer.AddrInfo{}, draining: map[peer.ID]chan struct{}{}, kick: make(chan struct{}, 1), waitingSet: map[peer.ID]bool{}, liveness: NewLiveness(),
+		Metrics: NewMetrics(), nanos: map[peer.ID]peer.AddrInfo{}, draining: map[peer.ID]chan struct{}{}, kick: make(chan struct{}, 1), waitingSet: map[peer.ID]bool{}, nanoEvents: make(chan peer.ID, 1024), liveness: NewLiveness(),
 		ownContact: o.Contact, nanoContacts: map[peer.ID]Contact{}}
 	for p, c := range o.NanoContacts {
 		n.nanoContacts[p] = c
@@ -402,6 +403,9 @@ func (n *Node) watchConnections(sub event.Subscription) {
 			e := ev.(event.EvtPeerConnectednessChanged)
 			if e.Connectedness == network.Connected {
 				n.liveness.Seen(e.Peer, n.o.Now())
+				if _, ok := n.nanos[e.Peer]; ok {
+					n.nanoChanged(e.Peer)
+				}
 			}
 			if e.Connectedness == network.Connected && n.store.Len(string(e.Peer)) > 0 {
 				n.h.ClearBackoff(e.Peer)
