@@ -110,6 +110,7 @@ func (n *Node) runDrainLocked(dest peer.ID) {
 	more := make(chan struct{}, 1)
 	n.draining[dest] = more
 	n.running++
+	n.peakDrains = max(n.peakDrains, n.running)
 	n.loop(func() {
 		for {
 			n.Metrics.Inc("drains_started")

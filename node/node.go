@@ -160,6 +160,7 @@ type Node struct {
 	kick       chan struct{}             // a drain ended with work signalled: look again
 	nanoEvents chan peer.ID              // master: nanos to look at now (watchNanos)
 	running    int                       // drain workers
+	peakDrains int                       // most drain workers at once (benchmarks)
 	waiting    []peer.ID                 // due destinations waiting for a worker, oldest first
 	waitingSet map[peer.ID]bool
 
