@@ -94,10 +94,10 @@ func BenchmarkE2EDeliveryConcurrent(b *testing.B) {
 	const writers, each = 64, 80
 	body := make([]byte, 300)
 	var elapsed time.Duration
-	var total uint64
+	var total, senderCommits uint64
 	done := uint64(1)
 	for i := range b.N {
-		c0 := commits(master, nano)
+		c0, s0 := commits(master, nano), commits(nano)
 		start := time.Now()
 		var wg sync.WaitGroup
 		errs := make(chan error, writers)
@@ -124,11 +124,13 @@ func BenchmarkE2EDeliveryConcurrent(b *testing.B) {
 		})
 		elapsed += time.Since(start)
 		total += commits(master, nano) - c0
+		senderCommits += commits(nano) - s0
 	}
 	n := float64(b.N * writers * each)
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(n/elapsed.Seconds(), "e2e_delivered_per_s_concurrent")
 	b.ReportMetric(2*float64(total)/n, "e2e_fsyncs_per_entry_concurrent")
+	b.ReportMetric(float64(senderCommits)/n, "e2e_sender_commits_per_entry_concurrent")
 }
 
 // BenchmarkHeartbeatOnTheWire reports the bytes of the heartbeats a nano
