@@ -685,10 +685,10 @@ func (n *Node) serveDeliveries(s network.Stream, r *codec.FrameReader, proto str
 		if end {
 			return rerr
 		}
-		mu.Lock()
-		more := len(inHand) > 0
-		mu.Unlock()
-		if !more && bw.Buffered() > 0 {
+		// The batch's acks leave together, at once: whatever arrived
+		// during its commit is the next batch, and its acks the next
+		// flush.
+		if bw.Buffered() > 0 {
 			s.SetWriteDeadline(time.Now().Add(n.o.IOTimeout))
 			if err := bw.Flush(); err != nil {
 				return err
