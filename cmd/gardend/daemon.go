@@ -127,8 +127,9 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 		}
 		listen = append(listen, a)
 	}
+	limits := node.LimitsFor(opts.Roles, len(opts.Nanos)+cfg.Indexer.MaxSessions)
 	if d.host, err = node.NewHost(node.HostConfig{Key: key, PSK: psk, Listen: listen, UserAgent: "gardend/" + version, Bandwidth: tune.bandwidth,
-		Identify: opts.DHT && opts.Roles.Has(node.RoleIndexer)}); err != nil {
+		Identify: opts.DHT && opts.Roles.Has(node.RoleIndexer), Limits: &limits}); err != nil {
 		return nil, err
 	}
 	opts.Host = d.host

@@ -17,7 +17,7 @@ import (
 	"gardend/plan"
 )
 
-func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+func runCLI(t testing.TB, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var o, e bytes.Buffer
 	code = run(context.Background(), &env{stdout: &o, stderr: &e, getenv: func(string) string { return "" }}, args)
