@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -77,7 +76,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 		return nil, err
 	}
 	now := time.Now()
-	own, err := loadContact(cfg, cfg.Profile.Kind, cfg.Profile.PlanFile, cfg.Profile.TLEFile, now)
+	own, err := loadContact(cfg, cfg.Profile.Kind, cfg.Profile.PlanFile, cfg.Profile.Elements(), now)
 	if err != nil {
 		return nil, fmt.Errorf("profile: %w", err)
 	}
@@ -185,12 +184,12 @@ func (d *daemon) Close() error {
 	return errors.Join(errs...)
 }
 
-// predictionSpan is how far ahead passes are predicted from a TLE at start.
+// predictionSpan is how far ahead passes are predicted from orbit elements at start.
 const predictionSpan = 7 * 24 * time.Hour
 
 // loadContact builds a profile and its plan: from a plan file, or passes
-// predicted from a TLE over the configured station.
-func loadContact(cfg *config.Config, kind, planFile, tleFile string, now time.Time) (node.Contact, error) {
+// predicted from an elements file (TLE or OMM) over the configured station.
+func loadContact(cfg *config.Config, kind, planFile, elementsFile string, now time.Time) (node.Contact, error) {
 	if kind == "" {
 		kind = config.ProfileContinuous
 	}
@@ -214,18 +213,14 @@ func loadContact(cfg *config.Config, kind, planFile, tleFile string, now time.Ti
 		if c.Plan, err = plan.LoadFile(planFile, now); err != nil {
 			return c, err
 		}
-	case tleFile != "":
+	case elementsFile != "":
 		st, err := config.ParseStation(cfg.Profile.Station)
 		if err != nil {
 			return c, fmt.Errorf("profile.station: %w", err)
 		}
-		data, err := os.ReadFile(tleFile)
+		orbit, err := plan.LoadOrbit(elementsFile)
 		if err != nil {
 			return c, err
-		}
-		orbit, err := plan.ParseTLE(string(data))
-		if err != nil {
-			return c, fmt.Errorf("%s: %w", tleFile, err)
 		}
 		passes, err := orbit.Passes(plan.Station{Lat: st.Lat, Lon: st.Lon, AltM: st.AltM, MinElevation: cfg.Profile.MinElevation},
 			now.Add(-time.Hour), predictionSpan)
@@ -233,7 +228,7 @@ func loadContact(cfg *config.Config, kind, planFile, tleFile string, now time.Ti
 			return c, err
 		}
 		if len(passes) == 0 {
-			return c, fmt.Errorf("%s: no pass over %s in the next %s", tleFile, cfg.Profile.Station, predictionSpan)
+			return c, fmt.Errorf("%s: no pass over %s in the next %s", elementsFile, cfg.Profile.Station, predictionSpan)
 		}
 		if c.Plan, err = plan.New(plan.Windows(passes, 0)); err != nil {
 			return c, err
@@ -251,13 +246,13 @@ func nanoContacts(cfg *config.Config, now time.Time) (map[peer.ID]node.Contact, 
 			return nil, fmt.Errorf("nanos: %w", err)
 		}
 		kind := nn.Profile
-		if kind == "" && (nn.PlanFile != "" || nn.TLEFile != "") {
+		if kind == "" && (nn.PlanFile != "" || nn.Elements() != "") {
 			kind = config.ProfileOrbital
 		}
 		if kind == "" {
 			continue
 		}
-		if out[id], err = loadContact(cfg, kind, nn.PlanFile, nn.TLEFile, now); err != nil {
+		if out[id], err = loadContact(cfg, kind, nn.PlanFile, nn.Elements(), now); err != nil {
 			return nil, fmt.Errorf("nano %s: %w", nn.PeerID, err)
 		}
 	}
@@ -265,7 +260,7 @@ func nanoContacts(cfg *config.Config, now time.Time) (map[peer.ID]node.Contact, 
 }
 
 // refreshPredictions predicts passes anew every half day for plans that
-// come from a TLE, so the plan never runs out while the daemon runs.
+// come from orbit elements, so the plan never runs out while the daemon runs.
 func (d *daemon) refreshPredictions(ctx context.Context, log *slog.Logger) {
 	tick := time.NewTicker(12 * time.Hour)
 	defer tick.Stop()
@@ -279,15 +274,15 @@ func (d *daemon) refreshPredictions(ctx context.Context, log *slog.Logger) {
 		d.planMu.Lock()
 		cfg := *d.cfg
 		d.planMu.Unlock()
-		uses := cfg.Profile.TLEFile != ""
+		uses := cfg.Profile.Elements() != ""
 		for _, nn := range cfg.Nanos {
-			uses = uses || nn.TLEFile != ""
+			uses = uses || nn.Elements() != ""
 		}
 		if !uses {
 			continue
 		}
-		if cfg.Profile.TLEFile != "" {
-			if c, err := loadContact(&cfg, cfg.Profile.Kind, "", cfg.Profile.TLEFile, now); err != nil {
+		if cfg.Profile.Elements() != "" {
+			if c, err := loadContact(&cfg, cfg.Profile.Kind, "", cfg.Profile.Elements(), now); err != nil {
 				log.Error("re-predicting passes failed; keeping the old plan", "err", err)
 			} else {
 				d.node.SetContact(c)
