@@ -3,8 +3,10 @@ package metrics
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -142,5 +144,69 @@ func TestListenServesMetrics(t *testing.T) {
 	s.Close()
 	if _, err := http.Get("http://" + s.Addr().String() + "/metrics"); err == nil {
 		t.Fatal("still serving after the context ended")
+	}
+}
+
+func TestReadRequest(t *testing.T) {
+	for _, ok := range []string{"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\n\r\n", "HEAD /metrics?a=b HTTP/1.0\n\n"} {
+		req, err := ReadRequest(strings.NewReader(ok))
+		if err != nil || req.Path != "/metrics" {
+			t.Errorf("%q: %+v %v", ok, req, err)
+		}
+	}
+	for _, bad := range []string{"", "GET /metrics HTTP/1.1\r\n", "GET /metrics\r\n\r\n", "GET metrics HTTP/1.1\r\n\r\n", "get /metrics HTTP/1.1\r\n\r\n",
+		"GET /metrics HTTP/2\r\n\r\n", "GET /metrics HTTP/1.1\r\nno colon\r\n\r\n", "GET /metrics HTTP/1.1\r\nX: " + strings.Repeat("a", 9000) + "\r\n\r\n"} {
+		if _, err := ReadRequest(strings.NewReader(bad)); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("%q accepted: %v", truncate(bad, 40), err)
+		}
+	}
+}
+
+func FuzzReadRequest(f *testing.F) {
+	f.Add([]byte("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip\r\n\r\n"))
+	f.Add([]byte("HEAD / HTTP/1.0\n\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := ReadRequest(bytes.NewReader(b))
+		if err != nil {
+			if !errors.Is(err, ErrBadRequest) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if req.Method == "" || !strings.HasPrefix(req.Path, "/") || strings.Contains(req.Path, "?") {
+			t.Fatalf("accepted %+v", req)
+		}
+	})
+}
+
+func TestListenerAnswersBadAndHeadRequests(t *testing.T) {
+	r := NewRegistry()
+	r.Register("c", func() []Family {
+		return []Family{{Name: "gardend_up", Help: "1", Type: Gauge, Samples: []Sample{sample(1)}}}
+	})
+	s, err := Listen(context.Background(), "127.0.0.1:0", r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ask := func(req string) string {
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte(req))
+		b, _ := io.ReadAll(c)
+		return string(b)
+	}
+	if got := ask("BREW /pot HTCPCP/1.0\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 400 ") {
+		t.Fatalf("bad request: %q", got)
+	}
+	got := ask("HEAD /metrics HTTP/1.1\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(got, "\r\n\r\n") || !strings.Contains(got, "Content-Length: ") {
+		t.Fatalf("HEAD: %q", got)
+	}
+	if got := ask("GET /metrics HTTP/1.0\r\n\r\n"); !strings.Contains(got, "\r\n\r\n# HELP gardend_up 1\n") {
+		t.Fatalf("GET: %q", got)
 	}
 }

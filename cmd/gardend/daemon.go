@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/metrics"
+	p2pmetrics "github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -17,6 +17,7 @@ import (
 	"gardend/config"
 	"gardend/dtn"
 	"gardend/hsm"
+	"gardend/metrics"
 	"gardend/node"
 	"gardend/plan"
 )
@@ -31,13 +32,18 @@ type daemon struct {
 	host   *node.Host
 	node   *node.Node
 	stop   context.CancelFunc
+
+	// metrics holds the collectors behind [metrics] listen: the node's own
+	// now; a master's per-nano series register here too (fleet/, later).
+	metrics    *metrics.Registry
+	metricsSrv *metrics.Server // nil unless metrics.listen is set
 }
 
 // tuning holds what the demo changes from the daemon's defaults.
 type tuning struct {
 	heartbeat time.Duration
 	retryBase time.Duration
-	bandwidth metrics.Reporter
+	bandwidth p2pmetrics.Reporter
 	onApplied func(from peer.ID, kind, id string)
 }
 
@@ -142,6 +148,16 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 	if err := node.ServeControl(nctx, cfg.ControlPath(), d.node.Control); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
+	d.metrics = metrics.NewRegistry()
+	if err := d.metrics.Register("node", newNodeCollector(d.node, d.store, now, time.Now).collect); err != nil {
+		return nil, err
+	}
+	if cfg.Metrics.Listen != "" {
+		if d.metricsSrv, err = metrics.Listen(nctx, cfg.Metrics.Listen, d.metrics, log); err != nil {
+			return nil, fmt.Errorf("metrics.listen: %w", err)
+		}
+		log.Info("serving Prometheus metrics", "url", "http://"+d.metricsSrv.Addr().String()+"/metrics")
+	}
 	go d.refreshPredictions(nctx, log)
 	return d, nil
 }
@@ -166,6 +182,9 @@ func addrInfo(p config.Peer) (peer.AddrInfo, error) {
 // the keystore.
 func (d *daemon) Close() error {
 	var errs []error
+	if d.metricsSrv != nil { // its collectors read the node and the store
+		errs = append(errs, d.metricsSrv.Close())
+	}
 	if d.node != nil {
 		errs = append(errs, d.node.Close())
 	}
