@@ -22,9 +22,9 @@ import (
 // one request and is closed ("Connection: close"), which Prometheus and
 // curl handle as any server's.
 const (
-	maxRequestHead = 8 << 10         // request line and headers
+	maxRequestHead = 8 << 10          // request line and headers
 	connDeadline   = 10 * time.Second // to read the request and write the answer
-	maxConcurrent  = 4               // scrapes served at once; more are closed at once
+	maxConcurrent  = 4                // scrapes served at once; more are closed at once
 )
 
 // Request is the head of an HTTP/1.x request, as far as a scrape needs it.
