@@ -372,3 +372,25 @@ func TestTLERoundingCost(t *testing.T) {
 			st.Lat, st.Lon, st.MinElevation, worst, 1000*math.Sqrt((p0[0]-p1[0])*(p0[0]-p1[0])+(p0[1]-p1[1])*(p0[1]-p1[1])+(p0[2]-p1[2])*(p0[2]-p1[2])))
 	}
 }
+
+// JSON as a single object (not an array), and as Space-Track writes it:
+// every value a string.
+func TestOMMJSONVariants(t *testing.T) {
+	ref, _ := ParseTLE(issTLE)
+	compact := ommForms(ref.Elements)[FormatOMMJSON]
+	single := strings.TrimSuffix(strings.TrimPrefix(compact, "["), "]")
+	quoted := `{"OBJECT_NAME":"ISS (ZARYA)","OBJECT_ID":"1998-067A","EPOCH":"2025-09-04 02:26:37.946976","MEAN_MOTION":"15.50088696",` +
+		`"ECCENTRICITY":"0.00041790","INCLINATION":"51.6327","RA_OF_ASC_NODE":"275.9345","ARG_OF_PERICENTER":"299.5263",` +
+		`"MEAN_ANOMALY":"60.5309","EPHEMERIS_TYPE":"0","CLASSIFICATION_TYPE":"U","NORAD_CAT_ID":"25544","ELEMENT_SET_NO":"999",` +
+		`"REV_AT_EPOCH":"52830","BSTAR":"0.00021333000000","MEAN_MOTION_DOT":"0.00011777","MEAN_MOTION_DDOT":"0.0000000000000",` +
+		`"DECAY_DATE":null,"TLE_LINE1":"ignored"}`
+	from := time.Date(2025, 9, 4, 6, 0, 0, 0, time.UTC)
+	want := passesOf(t, ref, toulouse, from, 24*time.Hour)
+	for name, text := range map[string]string{"single object": single, "space-track strings": quoted} {
+		o, err := ParseOrbit([]byte(text))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		samePasses(t, name, want, passesOf(t, o, toulouse, from, 24*time.Hour), time.Second)
+	}
+}

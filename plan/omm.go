@@ -112,10 +112,11 @@ func parseDecimal(s string) (float64, error) {
 }
 
 // parseOMMEpoch reads a CCSDS UTC time: calendar (2025-09-04T02:26:37.946976)
-// or day-of-year (2025-247T02:26:37.946976), optionally ending in Z.
+// or day-of-year (2025-247T02:26:37.946976), optionally ending in Z; a
+// space for the T as Space-Track's older classes write it.
 func parseOMMEpoch(s string) (time.Time, error) {
 	s = strings.TrimSuffix(strings.TrimSpace(s), "Z")
-	for _, layout := range []string{"2006-01-02T15:04:05", "2006-002T15:04:05"} {
+	for _, layout := range []string{"2006-01-02T15:04:05", "2006-002T15:04:05", "2006-01-02 15:04:05"} {
 		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
 			return t, nil
 		}

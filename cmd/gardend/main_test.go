@@ -190,6 +190,16 @@ func TestPlanCommand(t *testing.T) {
 	if code != exitFailure || !strings.Contains(errOut, "OMM JSON line 1: INCLINATION") {
 		t.Fatalf("bad OMM: %d %q", code, errOut)
 	}
+	// check-config reads the elements file a configuration names.
+	cfg := filepath.Join(dir, "g.toml")
+	os.WriteFile(cfg, []byte("roles = [\"master\"]\npsk_file = \""+tle+"\"\n[profile]\nkind = \"orbital\"\nstation = \"43.6,1.44,150\"\nelements_file = \""+omm+"\"\n"), 0o600)
+	if code, _, errOut := runCLI(t, "check-config", cfg); code != exitConfig || !strings.Contains(errOut, "INCLINATION") {
+		t.Fatalf("check-config with a bad OMM: %d %q", code, errOut)
+	}
+	os.WriteFile(omm, []byte(issOMM), 0o600)
+	if code, _, errOut := runCLI(t, "check-config", cfg); code != exitOK {
+		t.Fatalf("check-config with a good OMM: %d %q", code, errOut)
+	}
 	bad := filepath.Join(dir, "bad.tle")
 	os.WriteFile(bad, []byte(strings.Replace(issTLE, "9997", "9990", 1)), 0o600)
 	code, _, errOut = runCLI(t, "plan", "--tle", bad, "--station", "0,0,0")
