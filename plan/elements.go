@@ -218,6 +218,7 @@ func DetectFormat(data []byte) (Format, error) {
 // ParseElements reads every element set in data, in the form DetectFormat
 // finds. A TLE file holds one set (with or without a name line).
 func ParseElements(data []byte) ([]Elements, error) {
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a UTF-8 byte-order mark
 	f, err := DetectFormat(data)
 	if err != nil {
 		return nil, err

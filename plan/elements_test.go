@@ -268,6 +268,11 @@ func TestBadOMMsNameTheFieldAndLine(t *testing.T) {
 			t.Errorf("%s: got %v (%+v), want line %d field %q", c.name, err, ee, c.line, c.field)
 		}
 	}
+	for _, name := range []string{"iss.tle", "iss.json", "iss.kvn", "iss.xml", "iss.csv"} {
+		if _, err := ParseOrbit([]byte("\xef\xbb\xbf" + read(name))); err != nil {
+			t.Errorf("%s after a byte-order mark: %v", name, err)
+		}
+	}
 	for _, junk := range []string{"", "hello", "1 2 3", "[]", "{}", "<ndm/>", "OBJECT_NAME,MEAN_MOTION\n"} {
 		if _, err := ParseOrbit([]byte(junk)); !errors.Is(err, ErrBadElements) {
 			t.Errorf("%q: %v", junk, err)

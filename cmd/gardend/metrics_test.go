@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -150,5 +151,37 @@ listen = "`+metricsAddr+`"
 	}
 	if _, err := http.Get("http://" + metricsAddr + "/metrics"); err == nil {
 		t.Fatal("metrics still served after the daemon stopped")
+	}
+}
+
+// A metrics address that cannot be opened stops the start, naming the key,
+// and leaves nothing behind (the store is released).
+func TestRunRefusesABusyMetricsAddress(t *testing.T) {
+	dir := t.TempDir()
+	pskFile := filepath.Join(dir, "psk.key")
+	if err := node.WriteNewPSK(pskFile); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, "id.key")
+	runCLI(t, "keygen", "--key", key)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := filepath.Join(dir, "g.toml")
+	os.WriteFile(cfg, []byte(`roles = ["indexer"]
+data_dir = "`+dir+`"
+listen = []
+psk_file = "`+pskFile+`"
+key = "`+key+`"
+[metrics]
+listen = "`+busy.Addr().String()+`"
+`), 0o600)
+	if code, _, e := runCLI(t, "run", "--config", cfg); code != exitFailure || !strings.Contains(e, "metrics.listen") {
+		t.Fatalf("busy metrics address: %d %q", code, e)
+	}
+	if code, _, e := runCLI(t, "dtn", "stats", "--config", cfg); code != exitOK {
+		t.Fatalf("store not released after the failed start: %d %s", code, e)
 	}
 }
