@@ -104,17 +104,27 @@ func (c *nodeCollector) storeFamilies(now time.Time) []metrics.Family {
 	entries := gauge("gardend_dtn_entries", "Entries queued, per destination peer and level.")
 	bytes := gauge("gardend_dtn_bytes", "Bytes queued, per destination peer and level.")
 	oldest := gauge("gardend_dtn_oldest_entry_timestamp_seconds", "Creation time of the oldest queued entry, Unix time, per destination peer and level.")
-	failures := gauge("gardend_dtn_delivery_failures", "Consecutive failed delivery attempts, per destination peer and level.")
+	failures := gauge("gardend_dtn_delivery_failures", "Consecutive failed delivery attempts, per destination peer (0 after a success).")
+	next := gauge("gardend_dtn_next_attempt_timestamp_seconds", "When delivery to a destination peer is next tried after failures, Unix time.")
+	perDest := map[string]bool{}
 	for _, q := range c.report.Queues {
-		l := []string{"dest", peer.ID(q.Dest).String(), "level", q.Level.String()}
+		dest := peer.ID(q.Dest).String()
+		l := []string{"dest", dest, "level", q.Level.String()}
 		entries.Samples = append(entries.Samples, one(float64(q.Count), l...))
 		bytes.Samples = append(bytes.Samples, one(float64(q.Bytes), l...))
-		failures.Samples = append(failures.Samples, one(float64(q.Failures), l...))
 		if !q.Oldest.IsZero() {
 			oldest.Samples = append(oldest.Samples, one(float64(q.Oldest.UnixNano())/1e9, l...))
 		}
+		if perDest[dest] { // the store keeps failures per destination, not per level
+			continue
+		}
+		perDest[dest] = true
+		failures.Samples = append(failures.Samples, one(float64(q.Failures), "dest", dest))
+		if !q.NextAttempt.IsZero() {
+			next.Samples = append(next.Samples, one(float64(q.NextAttempt.UnixNano())/1e9, "dest", dest))
+		}
 	}
-	return []metrics.Family{entries, bytes, oldest, failures,
+	return []metrics.Family{entries, bytes, oldest, failures, next,
 		gauge("gardend_dtn_queued_entries", "Entries queued for every destination.", one(float64(c.store.Len("")))),
 		gauge("gardend_dtn_corrupt_values", "Stored values that failed authentication at the last scan.", one(float64(c.report.Corrupt))),
 		gauge("gardend_dtn_last_scan_timestamp_seconds", "When the store was last scanned for these figures, Unix time.", one(float64(c.scanned.UnixNano())/1e9)),

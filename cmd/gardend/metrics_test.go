@@ -98,7 +98,7 @@ listen = "`+metricsAddr+`"
 	resp.Body.Close()
 	promtest.CheckMetrics(t, body)
 	for _, want := range []string{`gardend_node_info{name="ground-metrics",peer_id="` + st.PeerID + `"`, "gardend_uptime_seconds ", "gardend_build_info{",
-		`gardend_dtn_entries{dest="` + nanoID + `",level="critical"} 1`, "gardend_dtn_queued_entries 1"} {
+		`gardend_dtn_entries{dest="` + nanoID + `",level="critical"} 1`, "gardend_dtn_queued_entries 1", `gardend_dtn_delivery_failures{dest="` + nanoID + `"} `} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q:\n%s", want, body)
 		}
