@@ -104,6 +104,7 @@ sat-bench: ## flight-bench figures as BENCH lines (root)
 	@set -o pipefail; GARDEND_SAT=1 $(GO) test -count=1 -timeout 15m -run '^$$' -bench FlightBench -benchtime 1x ./test/sat/ | awk -f scripts/benchfmt.awk
 
 check: export GARDEND_REQUIRE_SOFTHSM = 1
+check: export GARDEND_REQUIRE_PROMETHEUS = 1
 check: setup lint test-race test-cross test-hsm-arm64 sat-ci ## the README's test command: everything CI runs
 
 bench: export GARDEND_REQUIRE_SOFTHSM = 1

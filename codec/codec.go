@@ -155,6 +155,16 @@ func (c *Codec) WriteMessage(w io.Writer, m any) error {
 // NewReader returns a frame reader bounded by the codec's frame limit.
 func (c *Codec) NewReader(r io.Reader) *FrameReader { return NewFrameReader(r, c.lim.MaxFrame) }
 
+// NewReaderMax returns a frame reader bounded by maxFrame or the codec's
+// frame limit, whichever is smaller: a protocol whose messages are small
+// refuses a large frame from its length prefix.
+func (c *Codec) NewReaderMax(r io.Reader, maxFrame int) *FrameReader {
+	if maxFrame <= 0 || maxFrame > c.lim.MaxFrame {
+		maxFrame = c.lim.MaxFrame
+	}
+	return NewFrameReader(r, maxFrame)
+}
+
 // ReadMessage reads one frame from r and decodes it for protocol proto.
 // A clean end of stream is io.EOF.
 func (c *Codec) ReadMessage(r *FrameReader, proto string) (any, *Spec, error) {

@@ -35,11 +35,24 @@ func WriteFrame(w io.Writer, body []byte, maxFrame int) error {
 	return err
 }
 
+// Budget is where a FrameReader takes the memory for a frame's body while
+// the frame arrives: a libp2p stream's resource scope (network.StreamScope)
+// fits. A refusal ends the frame with ErrLimit.
+type Budget interface {
+	ReserveMemory(size int, prio uint8) error
+	ReleaseMemory(size int)
+}
+
+// frameChunk is the first allocation for a frame body and the smallest
+// growth step: most frames fit in it.
+const frameChunk = 4 << 10
+
 // FrameReader reads length-prefixed frames from a stream. It buffers, so use
 // one FrameReader for the whole life of a stream.
 type FrameReader struct {
 	r        *bufio.Reader
 	maxFrame int
+	budget   Budget
 }
 
 // NewFrameReader returns a reader that refuses frames larger than maxFrame
@@ -55,10 +68,29 @@ func NewFrameReader(r io.Reader, maxFrame int) *FrameReader {
 	return &FrameReader{r: br, maxFrame: maxFrame}
 }
 
+// SetBudget makes the reader reserve a frame body's memory from b as the
+// body grows, and give it back once the frame is whole or abandoned: a peer
+// that opens many streams and leaves frames half sent holds no more memory
+// than the budget allows.
+func (f *FrameReader) SetBudget(b Budget) { f.budget = b }
+
+// MaxFrame is the largest frame body this reader accepts.
+func (f *FrameReader) MaxFrame() int { return f.maxFrame }
+
+// Wait blocks until at least one byte of the next frame has arrived (or the
+// stream ends: io.EOF, or the read deadline passes). A caller that waits a
+// long time for a peer to speak can then give the frame itself a short
+// deadline, measured from its first byte.
+func (f *FrameReader) Wait() error {
+	_, err := f.r.Peek(1)
+	return err
+}
+
 // ReadFrame returns the next frame body. It returns io.EOF only at a clean end
 // of stream (between frames); a stream that ends inside a frame yields
 // ErrTruncated. The length is checked against the limit before any allocation,
-// so a hostile prefix costs nothing.
+// so a hostile prefix costs nothing, and the body's buffer grows with the
+// bytes that actually arrive, not with the announced length.
 func (f *FrameReader) ReadFrame() ([]byte, error) {
 	n, err := f.readLength()
 	if err != nil {
@@ -70,15 +102,49 @@ func (f *FrameReader) ReadFrame() ([]byte, error) {
 	if n > uint64(f.maxFrame) {
 		return nil, newError(ErrFrameTooLarge, -1, "announced %d bytes, limit is %d", n, f.maxFrame)
 	}
-	body := make([]byte, n)
-	if got, err := io.ReadFull(f.r, body); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, newError(ErrTruncated, -1, "frame body ended after %d of %d bytes", got, n)
+	return f.readBody(int(n))
+}
+
+// readBody reads an n-byte body into a buffer that starts small and doubles
+// as bytes arrive, each growth reserved from the budget first.
+func (f *FrameReader) readBody(n int) ([]byte, error) {
+	reserved := 0
+	defer func() {
+		if reserved > 0 {
+			f.budget.ReleaseMemory(reserved)
 		}
-		return nil, err
+	}()
+	var body []byte
+	for len(body) < n {
+		if len(body) == cap(body) {
+			size := min(n, max(frameChunk, 2*cap(body)))
+			if f.budget != nil {
+				// Only the growth is reserved: the old buffer is garbage once copied.
+				if err := f.budget.ReserveMemory(size-cap(body), reservePriority); err != nil {
+					return nil, newError(ErrLimit, -1, "no memory for a %d-byte frame: %v", n, err)
+				}
+				reserved += size - cap(body)
+			}
+			grown := make([]byte, len(body), size)
+			copy(grown, body)
+			body = grown
+		}
+		got, err := io.ReadFull(f.r, body[len(body):cap(body)])
+		body = body[:len(body)+got]
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, newError(ErrTruncated, -1, "frame body ended after %d of %d bytes", len(body), n)
+			}
+			return nil, err
+		}
 	}
 	return body, nil
 }
+
+// reservePriority is libp2p's "always reserve while under the limit"
+// priority (network.ReservationPriorityAlways), spelt out to keep this
+// package free of libp2p.
+const reservePriority = 255
 
 // FrameBuffered reports whether the next ReadFrame can return without
 // waiting for the network: a whole frame (or a prefix it will refuse at

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -60,6 +61,7 @@ type Config struct {
 	Delivery Delivery `toml:"delivery"`
 	Profile  Profile  `toml:"profile"`
 	Codec    Codec    `toml:"codec"`
+	Metrics  Metrics  `toml:"metrics"`
 
 	// lines maps dotted keys to the line that set them (for error reports).
 	lines map[string]int
@@ -74,8 +76,14 @@ type Peer struct {
 	Addrs    []string `toml:"addrs"`
 	Profile  string   `toml:"profile"`   // nanos: continuous, intermittent or orbital (default orbital with a plan)
 	PlanFile string   `toml:"plan_file"` // nanos: static contact plan
-	TLEFile  string   `toml:"tle_file"`  // nanos: TLE to predict passes over profile.station
+	// nanos: orbit elements (TLE or OMM, format detected) to predict passes
+	// over profile.station; tle_file is its old name, still accepted.
+	ElementsFile string `toml:"elements_file"`
+	TLEFile      string `toml:"tle_file"`
 }
+
+// Elements is the nano's elements file, under either name.
+func (p Peer) Elements() string { return cmpOr(p.ElementsFile, p.TLEFile) }
 
 // Indexer configures the indexer role.
 type Indexer struct {
@@ -97,8 +105,9 @@ type Indexers struct {
 type Profile struct {
 	Kind         string  `toml:"kind"`          // continuous, intermittent, orbital
 	PlanFile     string  `toml:"plan_file"`     // static contact plan (ION lines, TOML or CSV)
-	TLEFile      string  `toml:"tle_file"`      // two-line elements to predict passes from
-	Station      string  `toml:"station"`       // ground station LAT,LON,ALT (degrees, degrees, metres) for TLE predictions
+	ElementsFile string  `toml:"elements_file"` // orbit elements to predict passes from: TLE (Alpha-5 too) or OMM (JSON, KVN, XML, CSV)
+	TLEFile      string  `toml:"tle_file"`      // the old name of elements_file, still accepted
+	Station      string  `toml:"station"`       // ground station LAT,LON,ALT (degrees, degrees, metres) for predictions
 	MinElevation float64 `toml:"min_elevation"` // degrees; default 10
 
 	// Optional overrides of the profile's timings ("30s", "2m"); empty keeps
@@ -109,6 +118,29 @@ type Profile struct {
 	Grace             Duration `toml:"grace"`
 	RetryBase         Duration `toml:"retry_base"`
 	RetryCeiling      Duration `toml:"retry_ceiling"`
+}
+
+// Elements is the profile's elements file, under either name.
+func (p Profile) Elements() string { return cmpOr(p.ElementsFile, p.TLEFile) }
+
+// elementsKey is the key that named the elements file, for error lines.
+func (p Profile) elementsKey() string {
+	if p.ElementsFile == "" && p.TLEFile != "" {
+		return "profile.tle_file"
+	}
+	return "profile.elements_file"
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	Listen string `toml:"listen"` // HOST:PORT for GET /metrics; empty: no listener
 }
 
 // Duration is a TOML string such as "30s" or "2m".
@@ -346,8 +378,11 @@ func (c *Config) Validate() error {
 		default:
 			add("nanos", "nano %d: profile %q is not one of continuous, intermittent, orbital", i+1, nn.Profile)
 		}
-		if nn.PlanFile != "" && nn.TLEFile != "" {
-			add("nanos", "nano %d: give a plan_file or a tle_file, not both", i+1)
+		if nn.ElementsFile != "" && nn.TLEFile != "" {
+			add("nanos", "nano %d: tle_file is the old name of elements_file: give one of them", i+1)
+		}
+		if nn.PlanFile != "" && nn.Elements() != "" {
+			add("nanos", "nano %d: give a plan_file or an elements_file, not both", i+1)
 		}
 		if _, err := peer.Decode(nn.PeerID); err != nil {
 			add("nanos", "nano %d: %q is not a peer ID: %v", i+1, nn.PeerID, err)
@@ -374,26 +409,36 @@ func (c *Config) Validate() error {
 	default:
 		add("profile.kind", "%q is not one of continuous, intermittent, orbital", c.Profile.Kind)
 	}
-	if c.Profile.PlanFile != "" && c.Profile.TLEFile != "" {
-		add("profile.tle_file", "give a plan_file or a tle_file, not both")
+	if c.Profile.ElementsFile != "" && c.Profile.TLEFile != "" {
+		add("profile.tle_file", "tle_file is the old name of elements_file: give one of them")
 	}
-	needStation := c.Profile.TLEFile != ""
+	if c.Profile.PlanFile != "" && c.Profile.Elements() != "" {
+		add(c.Profile.elementsKey(), "give a plan_file or an elements_file, not both")
+	}
+	needStation := c.Profile.Elements() != ""
 	for _, nn := range c.Nanos {
-		needStation = needStation || nn.TLEFile != ""
+		needStation = needStation || nn.Elements() != ""
 	}
 	if needStation {
 		if _, err := ParseStation(c.Profile.Station); err != nil {
-			add("profile.station", "%v (needed to predict passes from a TLE)", err)
+			add("profile.station", "%v (needed to predict passes from orbit elements)", err)
 		}
 	}
-	if c.Profile.Kind == ProfileOrbital && c.Profile.PlanFile == "" && c.Profile.TLEFile == "" {
-		add("profile.kind", "an orbital node needs a plan_file or a tle_file")
+	if c.Profile.Kind == ProfileOrbital && c.Profile.PlanFile == "" && c.Profile.Elements() == "" {
+		add("profile.kind", "an orbital node needs a plan_file or an elements_file")
 	}
 	if c.Profile.MinElevation < 0 || c.Profile.MinElevation >= 90 {
 		add("profile.min_elevation", "%g is outside [0, 90) degrees", c.Profile.MinElevation)
 	}
 	if c.Codec.MaxFrame < 1024 || c.Codec.MaxFrame > 16<<20 {
 		add("codec.max_frame", "%d is outside 1024 .. 16777216 bytes", c.Codec.MaxFrame)
+	}
+	if c.Metrics.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			add("metrics.listen", "%q: want HOST:PORT, e.g. 127.0.0.1:9470", c.Metrics.Listen)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			add("metrics.listen", "%q: port must be a number in 0..65535", c.Metrics.Listen)
+		}
 	}
 	if len(probs.Items) == 0 {
 		return nil
@@ -416,10 +461,10 @@ func (c *Config) CheckFiles() error {
 	}
 	need("psk_file", c.PSKFile)
 	need("profile.plan_file", c.Profile.PlanFile)
-	need("profile.tle_file", c.Profile.TLEFile)
+	need(c.Profile.elementsKey(), c.Profile.Elements())
 	for _, nn := range c.Nanos {
 		need("nanos", nn.PlanFile)
-		need("nanos", nn.TLEFile)
+		need("nanos", nn.Elements())
 	}
 	// A software key file may not exist yet (keygen makes it); a token's
 	// module must.

@@ -23,7 +23,8 @@ func TestExampleFileIsValid(t *testing.T) {
 	// The example documents every field: its values are the defaults, apart
 	// from the sample master it needs to be a valid nano config.
 	d := Defaults()
-	if c.DataDir != d.DataDir || c.Key != d.Key || c.Codec.MaxFrame != d.Codec.MaxFrame || c.Profile.Kind != d.Profile.Kind {
+	if c.DataDir != d.DataDir || c.Key != d.Key || c.Codec.MaxFrame != d.Codec.MaxFrame || c.Profile.Kind != d.Profile.Kind ||
+		c.Profile.ElementsFile != d.Profile.ElementsFile || c.Profile.TLEFile != d.Profile.TLEFile || c.Metrics != d.Metrics {
 		t.Fatalf("example drifted from Defaults(): %+v", c)
 	}
 }
@@ -173,7 +174,7 @@ func TestProfileRules(t *testing.T) {
 	c := Defaults()
 	c.Master.PeerID = masterID
 	c.Profile.Kind = "orbital"
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "needs a plan_file or a tle_file") {
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "needs a plan_file or an elements_file") {
 		t.Fatalf("orbital without a plan: %v", err)
 	}
 	c.Profile.TLEFile = "/etc/gardend/sat.tle"
@@ -204,5 +205,53 @@ func TestProfileTimings(t *testing.T) {
 	_, err = Parse("t.toml", []byte("\n[profile]\nguard = \"soon\"\n"))
 	if p := problems(t, err); p.Items[0].Line != 3 || !strings.Contains(p.Error(), "not a duration") {
 		t.Fatalf("bad duration: %v", err)
+	}
+}
+
+func TestElementsFileAndItsOldName(t *testing.T) {
+	base := "roles = [\"nano\"]\n[master]\npeer_id = \"" + masterID + "\"\n[profile]\nkind = \"orbital\"\nstation = \"43.6,1.44,150\"\n"
+	for _, key := range []string{"elements_file", "tle_file"} {
+		c, err := Parse("e.toml", []byte(base+key+" = \"/etc/gardend/sat.omm\"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err != nil || c.Profile.Elements() != "/etc/gardend/sat.omm" {
+			t.Fatalf("%s: %v %q", key, err, c.Profile.Elements())
+		}
+		if err := c.CheckFiles(); err == nil || !strings.Contains(err.Error(), "e.toml:7: profile."+key) {
+			t.Fatalf("%s: missing file reported as %v", key, err)
+		}
+	}
+	c, err := Parse("e.toml", []byte(base+"elements_file = \"a\"\ntle_file = \"b\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := problems(t, c.Validate()); p.Items[0].Line != 8 || !strings.Contains(p.Error(), "old name of elements_file") {
+		t.Fatalf("both names: %v", p)
+	}
+	c, err = Parse("n.toml", []byte("roles = [\"master\"]\n[profile]\nstation = \"43.6,1.44,150\"\n[[nanos]]\npeer_id = \""+masterID+"\"\ntle_file = \"/x.tle\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil || c.Nanos[0].Elements() != "/x.tle" {
+		t.Fatalf("[[nanos]] tle_file: %v", err)
+	}
+}
+
+func TestMetricsListen(t *testing.T) {
+	for _, ok := range []string{"127.0.0.1:9470", "[::1]:0", ":9470"} {
+		c := Defaults()
+		c.Master.PeerID = masterID
+		c.Metrics.Listen = ok
+		if err := c.Validate(); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	c, err := Parse("m.toml", []byte("roles = [\"nano\"]\n[master]\npeer_id = \""+masterID+"\"\n[metrics]\nlisten = \"localhost\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := problems(t, c.Validate()); p.Items[0].Line != 5 || p.Items[0].Key != "metrics.listen" {
+		t.Fatalf("bad listen: %v", p)
 	}
 }

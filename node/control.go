@@ -53,6 +53,9 @@ type MemberReport struct {
 func (n *Node) Status() Status {
 	st := Status{Name: n.o.Name, PeerID: n.id.String(), Roles: n.o.Roles.String(),
 		DTNEntries: n.store.Len(""), Metrics: n.Metrics.Snapshot(), Time: n.o.Now().UTC()}
+	for k, v := range n.h.Refusals() {
+		st.Metrics[k] = v
+	}
 	for _, a := range n.h.Addrs() {
 		st.Addrs = append(st.Addrs, a.String())
 	}

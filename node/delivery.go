@@ -721,11 +721,17 @@ func (n *Node) serveBooking(s network.Stream, r *codec.FrameReader) error {
 }
 
 // serveWake: a peer says it is reachable; deliver what we hold for it now.
+// A nano owes only its master, so it hears a wake from nobody else, and
+// judges that before reading a byte.
 func (n *Node) serveWake(s network.Stream, r *codec.FrameReader) error {
+	from := s.Conn().RemotePeer()
+	if n.o.Roles.Has(RoleNano) && from != n.o.Master.ID {
+		n.Metrics.Inc("refused_wake_not_master")
+		return &Refusal{Reason: "a nano is woken by its master only"}
+	}
 	if _, err := n.read(s, r, ProtoWake, 0); err != nil {
 		return err
 	}
-	from := s.Conn().RemotePeer()
 	n.Metrics.Inc("wakes_received")
 	n.h.ClearBackoff(from)
 	if n.store.Len(string(from)) > 0 {

@@ -147,13 +147,10 @@ func (n *Node) nextHeartbeat(st *recordSent, now time.Time) (hb *Heartbeat, comm
 
 func (n *Node) heartbeat(s network.Stream, r *codec.FrameReader, st *recordSent) error {
 	now := n.o.Now()
-	hb, commit, err := n.nextHeartbeat(st, now)
+	indexer := s.Conn().RemotePeer()
+	hb, commit, err := n.heartbeatTo(indexer, st, now)
 	if err != nil {
 		return err
-	}
-	indexer := s.Conn().RemotePeer()
-	if ms, ok := n.members.State(indexer); ok && ms.Kind != EventAlive {
-		hb.SuspectedIncarnation = ms.Incarnation // asks it to refute
 	}
 	body, err := n.c.EncodeMessage(hb)
 	if err != nil {
@@ -174,6 +171,26 @@ func (n *Node) heartbeat(s network.Stream, r *codec.FrameReader, st *recordSent)
 		return codec.ErrWrongProtocol
 	}
 	commit()
+	n.heardFrom(indexer, resp, st, now)
+	return nil
+}
+
+// heartbeatTo builds the heartbeat due now for indexer: nextHeartbeat, plus
+// a request to refute when this node does not believe it alive.
+func (n *Node) heartbeatTo(indexer peer.ID, st *recordSent, now time.Time) (*Heartbeat, func(), error) {
+	hb, commit, err := n.nextHeartbeat(st, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ms, ok := n.members.State(indexer); ok && ms.Kind != EventAlive {
+		hb.SuspectedIncarnation = ms.Incarnation // asks it to refute
+	}
+	return hb, commit, nil
+}
+
+// heardFrom takes in an indexer's answer to a heartbeat: its liveness and
+// gossip, what it says of this node's record, and who waits for this node.
+func (n *Node) heardFrom(indexer peer.ID, resp *HeartbeatResponse, st *recordSent, now time.Time) {
 	if n.members.seen(indexer, resp.Incarnation, now) {
 		n.log.Info("indexer answers again", "indexer", indexer, "incarnation", resp.Incarnation)
 	}
@@ -186,12 +203,11 @@ func (n *Node) heartbeat(s network.Stream, r *codec.FrameReader, st *recordSent)
 	if resp.RecordError != "" {
 		st.indexerNeedsOne = true
 		n.Metrics.Inc("heartbeat_record_refused")
-		n.log.Warn("indexer refused our record", "indexer", s.Conn().RemotePeer(), "reason", resp.RecordError)
+		n.log.Warn("indexer refused our record", "indexer", indexer, "reason", resp.RecordError)
 	}
 	for _, c := range resp.PendingCallers {
 		n.loop(func() { n.wake(c) })
 	}
-	return nil
 }
 
 // indexerHealth follows one indexer's consecutive heartbeat failures

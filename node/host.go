@@ -39,6 +39,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	"github.com/libp2p/go-libp2p/p2p/host/peerstore/pstoremem"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	p2pconnmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/net/upgrader"
 	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
@@ -72,6 +73,9 @@ type HostConfig struct {
 	UserAgent          string
 	Identify           bool             // run identify from the start (indexers serving the DHT)
 	Bandwidth          metrics.Reporter // nil: not measured
+	// Limits bound what peers may make this host spend (limits.go);
+	// nil: LimitsFor a ground host with no fleet size given.
+	Limits *Limits
 }
 
 // Host is a libp2p host.Host over one swarm: TCP, Noise, yamux, PSK. It
@@ -84,6 +88,8 @@ type Host struct {
 	bus        event.Bus
 	protosEmit event.Emitter
 	cmgr       connmgr.ConnManager
+	rcmgr      network.ResourceManager
+	refusals   *limitRefusals
 	negTimeout time.Duration
 	userAgent  string
 	Gater      *Gater
@@ -131,8 +137,31 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	if err := ps.AddPubKey(id, cfg.Key.GetPublic()); err != nil {
 		return fail(err)
 	}
+	if cfg.Limits == nil {
+		lim := LimitsFor(RoleMaster|RoleIndexer, 0)
+		cfg.Limits = &lim
+	}
+	refusals := new(limitRefusals)
+	rcmgr, err := newResourceManager(*cfg.Limits, refusals)
+	if err != nil {
+		return fail(fmt.Errorf("resource manager: %w", err))
+	}
+	var cmgr connmgr.ConnManager = &connmgr.NullConnMgr{}
+	if cfg.Limits.ConnsHigh > 0 {
+		cm, err := p2pconnmgr.NewConnManager(cfg.Limits.ConnsLow, cfg.Limits.ConnsHigh)
+		if err != nil {
+			rcmgr.Close()
+			return fail(fmt.Errorf("connection manager: %w", err))
+		}
+		cmgr = cm
+	}
+	fail = func(err error) (*Host, error) {
+		cmgr.Close()
+		rcmgr.Close()
+		ps.Close()
+		return nil, fmt.Errorf("host: %w", err)
+	}
 	bus := eventbus.NewBus()
-	rcmgr := &network.NullResourceManager{}
 	swOpts := []swarm.Option{
 		swarm.WithConnectionGater(cfg.Gater),
 		swarm.WithDialTimeout(cfg.DialTimeout),
@@ -145,7 +174,12 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	if err != nil {
 		return fail(err)
 	}
-	muxers := []upgrader.StreamMuxer{{ID: yamux.ID, Muxer: yamux.DefaultTransport}}
+	// go-libp2p lifts yamux's cap on incoming streams and leaves it to the
+	// resource manager; a cap per connection refuses a flood before the
+	// resource manager is even asked.
+	ymx := *yamux.DefaultTransport
+	ymx.MaxIncomingStreams = cfg.Limits.StreamsPerConn
+	muxers := []upgrader.StreamMuxer{{ID: yamux.ID, Muxer: &ymx}}
 	secure, err := noise.New(noise.ID, cfg.Key, muxers)
 	if err != nil {
 		sw.Close()
@@ -178,8 +212,11 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		sw.Close()
 		return fail(err)
 	}
+	if n, ok := cmgr.(interface{ Notifee() network.Notifiee }); ok {
+		sw.Notify(n.Notifee())
+	}
 	h := &Host{swarm: sw, mux: msmux.NewMultistreamMuxer[protocol.ID](), bus: bus,
-		cmgr: &connmgr.NullConnMgr{}, negTimeout: cfg.NegotiationTimeout, userAgent: cfg.UserAgent, Gater: cfg.Gater}
+		cmgr: cmgr, rcmgr: rcmgr, refusals: refusals, negTimeout: cfg.NegotiationTimeout, userAgent: cfg.UserAgent, Gater: cfg.Gater}
 	if h.protosEmit, err = bus.Emitter(&event.EvtLocalProtocolsUpdated{}); err != nil {
 		sw.Close()
 		return fail(err)
@@ -390,6 +427,8 @@ func (h *Host) Close() error {
 		h.idMu.Unlock()
 		h.protosEmit.Close()
 		h.swarm.Close()
+		h.cmgr.Close()
+		h.rcmgr.Close()
 		h.Peerstore().Close()
 	})
 	return nil
@@ -456,17 +495,23 @@ func WriteNewPSK(path string) error {
 	return platform.WriteFileAtomic(path, []byte("/key/swarm/psk/1.0.0/\n/base16/\n"+hex.EncodeToString(key)+"\n"), 0o600)
 }
 
-// Gater refuses connections from and to blacklisted peers. The PSK keeps
-// strangers out; the blacklist is for members that misbehave.
+// Gater decides, once a connection's peer is authenticated and before any
+// stream, whether to keep it. The PSK keeps strangers out; the blacklist is
+// for members that misbehave; an admission list (a nano: its master and
+// indexers) refuses every other member.
 type Gater struct {
-	mu      sync.RWMutex
-	blocked map[peer.ID]string // peer → reason
-	Refused atomic.Uint64      // connections refused, for metrics
+	mu       sync.RWMutex
+	blocked  map[peer.ID]string // peer → reason
+	admitted map[peer.ID]bool   // nil: every member
+	// Refusals, for metrics: the total, and by reason.
+	Refused         atomic.Uint64
+	RefusedBlocked  atomic.Uint64 // blacklisted
+	RefusedStranger atomic.Uint64 // not on the admission list
 }
 
 var _ connmgr.ConnectionGater = (*Gater)(nil)
 
-// NewGater returns a gater with an empty blacklist.
+// NewGater returns a gater with an empty blacklist that admits every member.
 func NewGater() *Gater { return &Gater{blocked: map[peer.ID]string{}} }
 
 // Block blacklists p; existing connections are not closed here.
@@ -491,12 +536,42 @@ func (g *Gater) Blocked(p peer.ID) bool {
 	return ok
 }
 
-func (g *Gater) allow(p peer.ID) bool {
-	if g.Blocked(p) {
-		g.Refused.Add(1)
-		return false
+// AdmitOnly restricts connections, both ways, to peers: everyone else who
+// holds the PSK is refused right after the handshake. Existing connections
+// are not closed here.
+func (g *Gater) AdmitOnly(peers ...peer.ID) {
+	g.mu.Lock()
+	g.admitted = make(map[peer.ID]bool, len(peers))
+	for _, p := range peers {
+		g.admitted[p] = true
 	}
-	return true
+	g.mu.Unlock()
+}
+
+// Admits reports whether p may connect: not blacklisted, and admitted if
+// there is an admission list.
+func (g *Gater) Admits(p peer.ID) bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	_, blocked := g.blocked[p]
+	return !blocked && (g.admitted == nil || g.admitted[p])
+}
+
+func (g *Gater) allow(p peer.ID) bool {
+	g.mu.RLock()
+	_, blocked := g.blocked[p]
+	stranger := g.admitted != nil && !g.admitted[p]
+	g.mu.RUnlock()
+	switch {
+	case blocked:
+		g.RefusedBlocked.Add(1)
+	case stranger:
+		g.RefusedStranger.Add(1)
+	default:
+		return true
+	}
+	g.Refused.Add(1)
+	return false
 }
 
 func (g *Gater) InterceptPeerDial(p peer.ID) bool                 { return g.allow(p) }

@@ -34,6 +34,15 @@ func newIndexer(n *Node) *indexer {
 		sessions: map[peer.ID]*session{}, pending: map[peer.ID]map[peer.ID]time.Time{}}
 }
 
+// slowestHeartbeat is the longest heartbeat interval of any profile.
+func slowestHeartbeat() time.Duration {
+	var d time.Duration
+	for _, k := range []ProfileKind{ProfileContinuous, ProfileIntermittent, ProfileOrbital} {
+		d = max(d, ProfileFor(k).HeartbeatInterval)
+	}
+	return d
+}
+
 // pendingTTL is how long a PendingContact claim lasts without being
 // repeated: three heartbeats.
 func (x *indexer) pendingTTL() time.Duration { return 3 * x.n.o.HeartbeatInterval }
@@ -60,7 +69,10 @@ func (x *indexer) serveHeartbeat(s network.Stream, r *codec.FrameReader) error {
 		delete(x.sessions, from)
 		x.mu.Unlock()
 	}()
-	idle := max(10*time.Minute, 3*n.o.HeartbeatInterval)
+	// A session may stay quiet for three beats of the slowest profile
+	// (intermittent: 1 min), not the ten minutes it once could: an idle
+	// session holds a stream, and a peer may hold only two (limits.go).
+	idle := 3 * max(slowestHeartbeat(), n.o.HeartbeatInterval)
 	for {
 		m, err := n.read(s, r, ProtoHeartbeat, idle)
 		if err != nil {

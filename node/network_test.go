@@ -60,8 +60,9 @@ func (tn *testNet) peerOf(name string, roles Roles, storeOpts ...func(*dtn.Optio
 		t.Fatal(err)
 	}
 	key, _ := hsm.NewPrivKey(ks)
+	lim := LimitsFor(roles, 0)
 	h, err := NewHost(HostConfig{Key: key, PSK: tn.psk, Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")},
-		DialTimeout: 3 * time.Second, Identify: roles.Has(RoleIndexer)})
+		DialTimeout: 3 * time.Second, Identify: roles.Has(RoleIndexer), Limits: &lim})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,10 +119,13 @@ func restore(a, b *tnode) {
 	b.host.ClearBackoff(a.host.ID())
 }
 
-// eventually polls cond until it holds or the deadline passes.
+// eventually polls cond until it holds or the deadline passes. These waits
+// are on real I/O between real hosts; under qemu on a loaded machine that
+// can take many times longer than natively, so no wait is shorter than a
+// minute (it only costs time when something is broken).
 func eventually(t testing.TB, what string, within time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
+	deadline := time.Now().Add(max(within, time.Minute))
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -65,14 +65,17 @@ type Options struct {
 	// master may reach each, and when it should start to worry.
 	NanoContacts map[peer.ID]Contact
 
-	HeartbeatInterval      time.Duration // 0: 20 s
-	RecordTTL              time.Duration // 0: 10 min; at most MaxRecordTTL
-	IOTimeout              time.Duration // one message read or write; 0: 30 s
-	DeliveryWindow         int           // entries in flight per destination; 0: 128
-	MaxDrains              int           // destinations drained at once; 0: 32
-	MaxSessions            int           // indexer heartbeat sessions; 0: 16384
-	MaxHeartbeatsPerMinute int           // per peer; 0: 30
-	DHT                    bool          // indexer: serve the Kademlia DHT
+	HeartbeatInterval time.Duration // 0: 20 s
+	RecordTTL         time.Duration // 0: 10 min; at most MaxRecordTTL
+	IOTimeout         time.Duration // one message read or write; 0: 30 s
+	// FrameTimeout bounds a frame from its first byte to its last; 0: sized
+	// from the frame limit for a 64 kbit/s link (frameTimeout).
+	FrameTimeout           time.Duration
+	DeliveryWindow         int  // entries in flight per destination; 0: 128
+	MaxDrains              int  // destinations drained at once; 0: 32
+	MaxSessions            int  // indexer heartbeat sessions; 0: 16384
+	MaxHeartbeatsPerMinute int  // per peer; 0: 30
+	DHT                    bool // indexer: serve the Kademlia DHT
 	DHTBootstrap           []peer.AddrInfo
 	// OnApplied, if set, is told of every delivery applied here (kind is
 	// "resource" or "booking"). It must not block.
@@ -189,6 +192,12 @@ func New(o Options) (*Node, error) {
 		n.nanoContacts[p] = c
 	}
 	n.members = newMembership(n.id, o.Now())
+	// Configured peers are never the connection manager's to trim.
+	for _, ai := range append(append([]peer.AddrInfo{o.Master}, o.Nanos...), o.Indexers...) {
+		if ai.ID != "" {
+			o.Host.ConnManager().Protect(ai.ID, "configured")
+		}
+	}
 	for _, ai := range o.Nanos {
 		n.nanos[ai.ID] = ai
 		n.liveness.Watch(ai.ID, n.nanoContact(ai.ID), o.Now())
@@ -199,6 +208,19 @@ func New(o Options) (*Node, error) {
 	}
 	for _, ai := range o.Indexers {
 		o.Host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour*24*365)
+	}
+	if o.Roles == RoleNano {
+		// A nano talks only to its own: its master and its indexers.
+		admitted := []peer.ID{o.Master.ID}
+		for _, ai := range o.Indexers {
+			admitted = append(admitted, ai.ID)
+		}
+		o.Host.Gater.AdmitOnly(admitted...)
+		for _, c := range o.Host.Network().Conns() {
+			if !o.Host.Gater.Admits(c.RemotePeer()) {
+				c.Close()
+			}
+		}
 	}
 	// Sequence numbers start from the clock so a restarted peer's records
 	// are newer than those it signed before.
@@ -290,19 +312,29 @@ func (n *Node) loop(f func()) {
 
 // handle registers a stream handler that reads through the codec; an error
 // from the handler resets the stream and is counted, never crashes the node.
+// Frames are bounded by the protocol's own limit, and their buffers are
+// reserved from the stream's resource scope as they arrive.
 func (n *Node) handle(proto string, h func(s network.Stream, r *codec.FrameReader) error) {
 	short := strings.TrimPrefix(proto, ProtocolPrefix+"/")
 	n.h.SetStreamHandler(protocol.ID(proto), func(s network.Stream) {
-		var r *codec.FrameReader
+		var src io.Reader = s
+		reserved := false
 		if proto == ProtoResource || proto == ProtoBooking {
 			// A receiver applies every delivery in hand in one transaction:
 			// the read buffer bounds how many that can be (≈ 80 mutations
-			// of 400 bytes).
-			r = n.c.NewReader(bufio.NewReaderSize(s, deliveryReadBuffer))
-		} else {
-			r = n.c.NewReader(s)
+			// of 400 bytes). It is reserved from the stream's budget; without
+			// room the stream reads through the small default buffer.
+			if s.Scope().ReserveMemory(deliveryReadBuffer, network.ReservationPriorityAlways) == nil {
+				reserved = true
+				src = bufio.NewReaderSize(s, deliveryReadBuffer)
+			}
 		}
+		r := n.c.NewReaderMax(src, frameLimit(proto))
+		r.SetBudget(s.Scope())
 		err := h(s, r)
+		if reserved {
+			s.Scope().ReleaseMemory(deliveryReadBuffer)
+		}
 		if err == nil || errors.Is(err, io.EOF) {
 			s.Close()
 			return
@@ -317,14 +349,34 @@ func (n *Node) handle(proto string, h func(s network.Stream, r *codec.FrameReade
 	})
 }
 
-// read reads one message of protocol proto within the I/O timeout.
-func (n *Node) read(s network.Stream, r *codec.FrameReader, proto string, timeout time.Duration) (any, error) {
-	if timeout == 0 {
-		timeout = n.o.IOTimeout
+// read reads one message of protocol proto: it waits up to wait (0: the
+// I/O timeout) for the message's first byte, then gives the rest of the
+// frame its own deadline. A peer may stay quiet as long as its protocol
+// allows, but not trickle a frame a byte at a time. These deadlines are on
+// sockets, so they run on real time.
+func (n *Node) read(s network.Stream, r *codec.FrameReader, proto string, wait time.Duration) (any, error) {
+	if wait == 0 {
+		wait = n.o.IOTimeout
 	}
-	s.SetReadDeadline(time.Now().Add(timeout))
+	s.SetReadDeadline(time.Now().Add(wait))
+	if err := r.Wait(); err != nil {
+		return nil, err
+	}
+	s.SetReadDeadline(time.Now().Add(n.frameTimeout(r.MaxFrame())))
 	m, _, err := n.c.ReadMessage(r, proto)
 	return m, err
+}
+
+// frameTimeout is how long a frame of up to maxFrame bytes may take from
+// its first byte to its last: twice its time on a 64 kbit/s link (loss and
+// retransmissions), plus 5 s for the round trips around it. 21 s for a
+// 64 KiB frame, 5 s for a wake.
+func (n *Node) frameTimeout(maxFrame int) time.Duration {
+	if n.o.FrameTimeout > 0 {
+		return n.o.FrameTimeout
+	}
+	const linkBitsPerSecond = 64000
+	return 5*time.Second + time.Duration(2*8*int64(maxFrame))*time.Second/linkBitsPerSecond
 }
 
 // write writes one message within the I/O timeout.

@@ -49,7 +49,7 @@ func send(t *testing.T, c *codec.Codec, a *tnode, b peer.AddrInfo, proto string,
 }
 
 func TestNanoRefusesEveryoneButItsMaster(t *testing.T) {
-	tn, master, _, nanos := groundAndNanos(t)
+	tn, master, idx, nanos := groundAndNanos(t)
 	rogue := tn.peerOf("rogue", RoleMaster) // has the PSK, is not the master
 	rogue.start(t)
 	m := &Mutation{ID: 1, Op: uint8(dtn.OpCreate), Resource: "evil", Owner: []byte(nanos[0].ID()), Body: []byte("x")}
@@ -60,11 +60,24 @@ func TestNanoRefusesEveryoneButItsMaster(t *testing.T) {
 	if _, err := send(t, tn.codec, nanos[1], nanos[0].info(), ProtoResource, m); err == nil {
 		t.Fatal("another nano's mutation was acknowledged")
 	}
+	// An indexer may connect to the nano, but not change it.
+	if _, err := send(t, tn.codec, idx[0], nanos[0].info(), ProtoResource, m); err == nil {
+		t.Fatal("an indexer's mutation was acknowledged")
+	}
 	if hasResource(nanos[0], "evil") {
 		t.Fatal("the nano applied a mutation from a peer that is not its master")
 	}
-	if got := nanos[0].Metrics.Get("refused_not_master"); got != 2 {
-		t.Fatalf("refused_not_master = %d, want 2", got)
+	// The rogue got no stream: the nano's gater admits only its master and
+	// indexers and refused the connection after the handshake. The other
+	// nano's own gater would not even dial a stranger.
+	if got := nanos[0].Status().Metrics["refused_conn_stranger"]; got < 1 {
+		t.Fatalf("nano-0 refused_conn_stranger = %d", got)
+	}
+	if got := nanos[1].Status().Metrics["refused_conn_stranger"]; got < 1 {
+		t.Fatalf("nano-1 refused_conn_stranger = %d", got)
+	}
+	if got := nanos[0].Metrics.Get("refused_not_master"); got != 1 {
+		t.Fatalf("refused_not_master = %d, want 1 (the indexer's)", got)
 	}
 	// The master itself is heard.
 	replies, err := send(t, tn.codec, master, nanos[0].info(), ProtoResource, m)

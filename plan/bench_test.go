@@ -1,6 +1,9 @@
 package plan
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -19,4 +22,23 @@ func BenchmarkPlan24h(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "plan_24h_ms")
+}
+
+// BenchmarkParseElements measures reading one element set in each form
+// (what a nano does when elements are pushed to it).
+func BenchmarkParseElements(b *testing.B) {
+	for _, name := range []string{"iss.tle", "iss.json", "iss.kvn", "iss.xml", "iss.csv"} {
+		data, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(strings.TrimPrefix(name, "iss."), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ParseOrbit(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -10,26 +11,18 @@ import (
 	"github.com/akhenakh/sgp4"
 )
 
-// TLEError names the line and field of a two-line element set that is
-// wrong. Elements are checked here, in full, before the propagator sees
-// them: a propagator must never be handed something it may choke on.
-type TLEError struct {
-	Line  int    // 1-based line in the input
-	Field string // e.g. "checksum", "eccentricity"
-	Msg   string
-}
+// TLEError is the error for a malformed TLE: an *ElementsError with
+// Format "TLE", naming the line and field.
+type TLEError = ElementsError
 
-func (e *TLEError) Error() string {
-	return fmt.Sprintf("TLE line %d: %s: %s", e.Line, e.Field, e.Msg)
-}
-
-// Orbit is a validated TLE ready to propagate with SGP4 (near-Earth; deep
-// space objects, periods over 225 minutes, are refused).
+// Orbit is a validated element set ready to propagate with SGP4
+// (near-Earth; deep space objects, periods over 225 minutes, are refused).
 type Orbit struct {
-	Name   string
-	Number int
-	Epoch  time.Time
-	tle    *sgp4.TLE
+	Name     string
+	Number   int       // catalogue number (metadata)
+	Epoch    time.Time // of the element set
+	Elements Elements
+	tle      *sgp4.TLE
 }
 
 // Station is a ground station and the lowest elevation at which it can
@@ -40,27 +33,54 @@ type Station struct {
 	MinElevation float64 // degrees
 }
 
+// NewOrbit validates e and readies it for SGP4. The propagator is given
+// e's float64 fields as they are: nothing is rounded to TLE columns.
+func NewOrbit(e Elements) (*Orbit, error) {
+	if err := e.validate(nil, 0); err != nil {
+		return nil, err
+	}
+	ep := e.Epoch.UTC()
+	midnight := time.Date(ep.Year(), ep.Month(), ep.Day(), 0, 0, 0, 0, time.UTC)
+	t := &sgp4.TLE{Name: e.Name, SatelliteNumber: e.CatalogNumber, Classification: 'U', International: e.ObjectID,
+		EpochYear: ep.Year(), EpochDay: float64(ep.YearDay()) + ep.Sub(midnight).Seconds()/86400,
+		MeanMotionDot: e.MeanMotionDot, MeanMotionDot2: e.MeanMotionDDot, Bstar: e.BStar, ElementNumber: e.ElementSetNo,
+		Inclination: e.Inclination, RightAscension: e.RAAN, Eccentricity: e.Eccentricity, ArgOfPerigee: e.ArgPericenter,
+		MeanAnomaly: e.MeanAnomaly, MeanMotion: e.MeanMotion, RevolutionNumber: e.RevAtEpoch}
+	o := &Orbit{Name: e.Name, Number: e.CatalogNumber, Epoch: e.Epoch, Elements: e, tle: t}
+	pos, vel, err := o.Position(0)
+	if err != nil {
+		return nil, &ElementsError{Format: e.Format, Field: "elements", Msg: "do not propagate: " + err.Error()}
+	}
+	for _, v := range append(pos[:], vel[:]...) {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, &ElementsError{Format: e.Format, Field: "elements", Msg: "do not propagate: SGP4 gives no finite position at epoch"}
+		}
+	}
+	return o, nil
+}
+
 // tleField is a fixed column range of a TLE line (1-based, inclusive).
 type tleField struct {
 	name     string
 	from, to int
-	kind     byte // 'i' integer, 'f' float, 'd' implied-decimal digits, 'e' exponent form, ' ' free
+	kind     byte // 'i' integer, 'f' float, 'd' implied-decimal digits, 'e' exponent form, 'n' catalogue number, ' ' free
 }
 
 var line1Fields = []tleField{
-	{"satellite number", 3, 7, 'i'}, {"epoch year", 19, 20, 'i'}, {"epoch day", 21, 32, 'f'},
+	{"satellite number", 3, 7, 'n'}, {"epoch year", 19, 20, 'i'}, {"epoch day", 21, 32, 'f'},
 	{"first derivative of mean motion", 34, 43, 'f'}, {"second derivative of mean motion", 45, 52, 'e'},
 	{"drag term (B*)", 54, 61, 'e'}, {"element set number", 65, 68, 'i'},
 }
 
 var line2Fields = []tleField{
-	{"satellite number", 3, 7, 'i'}, {"inclination", 9, 16, 'f'}, {"right ascension of the ascending node", 18, 25, 'f'},
+	{"satellite number", 3, 7, 'n'}, {"inclination", 9, 16, 'f'}, {"right ascension of the ascending node", 18, 25, 'f'},
 	{"eccentricity", 27, 33, 'd'}, {"argument of perigee", 35, 42, 'f'}, {"mean anomaly", 44, 51, 'f'},
 	{"mean motion", 53, 63, 'f'}, {"revolution number", 64, 68, 'i'},
 }
 
 // ParseTLE validates and parses a two- or three-line element set (an
-// optional name line, then lines 1 and 2).
+// optional name line, then lines 1 and 2). Catalogue numbers may be in
+// Alpha-5 form (A0000 = 100000 … Z9999 = 339999, I and O unused).
 func ParseTLE(text string) (*Orbit, error) {
 	var lines []string
 	var nums []int
@@ -68,7 +88,7 @@ func ParseTLE(text string) (*Orbit, error) {
 		if strings.TrimSpace(l) == "" {
 			continue
 		}
-		lines = append(lines, strings.TrimRight(l, " \t"))
+		lines = append(lines, strings.TrimRight(l, " \t\r"))
 		nums = append(nums, i+1)
 	}
 	name := ""
@@ -78,44 +98,128 @@ func ParseTLE(text string) (*Orbit, error) {
 		lines, nums = lines[1:], nums[1:]
 	case 2:
 	default:
-		return nil, &TLEError{Line: 1, Field: "format", Msg: fmt.Sprintf("want 2 lines (or a name and 2 lines), got %d", len(lines))}
+		return nil, tleErr(1, "format", "want 2 lines (or a name and 2 lines), got %d", len(lines))
 	}
 	for k, l := range lines {
 		if err := checkTLELine(l, k+1, nums[k]); err != nil {
 			return nil, err
 		}
 	}
-	if lines[0][2:7] != lines[1][2:7] {
-		return nil, &TLEError{Line: nums[1], Field: "satellite number", Msg: fmt.Sprintf("%q differs from line 1's %q", lines[1][2:7], lines[0][2:7])}
+	l1, l2 := lines[0], lines[1]
+	if l1[2:7] != l2[2:7] {
+		return nil, tleErr(nums[1], "satellite number", "%q differs from line 1's %q", l2[2:7], l1[2:7])
 	}
-	incl, _ := strconv.ParseFloat(strings.TrimSpace(lines[1][8:16]), 64)
-	if incl < 0 || incl > 180 {
-		return nil, &TLEError{Line: nums[1], Field: "inclination", Msg: fmt.Sprintf("%g is outside 0..180 degrees", incl)}
+	e := Elements{Name: name, Format: FormatTLE, Classification: strings.TrimSpace(l1[7:8]), ObjectID: strings.TrimSpace(l1[9:17])}
+	e.CatalogNumber, _ = catalogNumber(l1[2:7])
+	yy, _ := strconv.Atoi(strings.TrimSpace(l1[18:20]))
+	year := 1900 + yy
+	if yy < 57 {
+		year = 2000 + yy
 	}
-	mm, _ := strconv.ParseFloat(strings.TrimSpace(lines[1][52:63]), 64)
-	if mm <= 0 {
-		return nil, &TLEError{Line: nums[1], Field: "mean motion", Msg: "must be positive"}
+	day, _ := strconv.ParseFloat(strings.TrimSpace(l1[20:32]), 64)
+	if day < 1 || day >= 367 {
+		return nil, tleErr(nums[0], "epoch day", "%g is outside 1..366", day)
 	}
-	if 1440/mm > 225 {
-		return nil, &TLEError{Line: nums[1], Field: "mean motion", Msg: fmt.Sprintf("period %.0f min is deep space (over 225 min): SGP4 near-Earth only", 1440/mm)}
+	whole := int(day)
+	e.Epoch = time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, whole-1).
+		Add(time.Duration(math.Round((day - float64(whole)) * 86400e9)))
+	e.MeanMotionDot, _ = strconv.ParseFloat(strings.TrimSpace(l1[33:43]), 64)
+	e.MeanMotionDDot = expField(l1[44:52])
+	e.BStar = expField(l1[53:61])
+	e.ElementSetNo, _ = strconv.Atoi(strings.TrimSpace(l1[64:68]))
+	e.Inclination, _ = strconv.ParseFloat(strings.TrimSpace(l2[8:16]), 64)
+	e.RAAN, _ = strconv.ParseFloat(strings.TrimSpace(l2[17:25]), 64)
+	e.Eccentricity, _ = strconv.ParseFloat("0."+strings.TrimSpace(l2[26:33]), 64)
+	e.ArgPericenter, _ = strconv.ParseFloat(strings.TrimSpace(l2[34:42]), 64)
+	e.MeanAnomaly, _ = strconv.ParseFloat(strings.TrimSpace(l2[43:51]), 64)
+	e.MeanMotion, _ = strconv.ParseFloat(strings.TrimSpace(l2[52:63]), 64)
+	e.RevAtEpoch, _ = strconv.Atoi(strings.TrimSpace(l2[63:68]))
+	// Checked here with the TLE's own field names and lines.
+	fieldLine := map[string]struct {
+		line int
+		name string
+	}{"INCLINATION": {nums[1], "inclination"}, "MEAN_MOTION": {nums[1], "mean motion"}, "ECCENTRICITY": {nums[1], "eccentricity"},
+		"RA_OF_ASC_NODE": {nums[1], "right ascension of the ascending node"}, "ARG_OF_PERICENTER": {nums[1], "argument of perigee"},
+		"MEAN_ANOMALY": {nums[1], "mean anomaly"}, "BSTAR": {nums[0], "drag term (B*)"}, "EPOCH": {nums[0], "epoch day"},
+		"MEAN_MOTION_DOT": {nums[0], "first derivative of mean motion"}, "MEAN_MOTION_DDOT": {nums[0], "second derivative of mean motion"}}
+	if err := e.validate(nil, 0); err != nil {
+		var ee *ElementsError
+		if errors.As(err, &ee) {
+			if f, ok := fieldLine[ee.Field]; ok {
+				ee.Line, ee.Field = f.line, f.name
+			}
+		}
+		return nil, err
 	}
-	tle, err := sgp4.ParseTLE(lines[0] + "\n" + lines[1])
+	o, err := NewOrbit(e)
 	if err != nil {
-		return nil, &TLEError{Line: nums[0], Field: "elements", Msg: err.Error()}
+		var ee *ElementsError
+		if errors.As(err, &ee) && ee.Line == 0 {
+			ee.Line = nums[1]
+		}
+		return nil, err
 	}
-	if _, err := tle.FindPosition(0); err != nil {
-		return nil, &TLEError{Line: nums[1], Field: "elements", Msg: "do not propagate: " + err.Error()}
+	return o, nil
+}
+
+func tleErr(line int, field, format string, args ...any) *ElementsError {
+	return &ElementsError{Format: FormatTLE, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// alpha5 maps the first character of an Alpha-5 catalogue number to its
+// value: A=10 … Z=33, skipping I and O (they read as 1 and 0).
+const alpha5 = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+
+// catalogNumber reads columns 3-7: five digits (or fewer, space-padded),
+// or Alpha-5.
+func catalogNumber(s string) (int, bool) {
+	t := strings.TrimSpace(s)
+	if t == "" {
+		return 0, false
 	}
-	return &Orbit{Name: name, Number: tle.SatelliteNumber, Epoch: tle.EpochTime(), tle: tle}, nil
+	if c := t[0]; c >= 'A' && c <= 'Z' {
+		i := strings.IndexByte(alpha5, c)
+		if i < 0 || len(t) != 5 {
+			return 0, false
+		}
+		n, err := strconv.Atoi(t[1:])
+		if err != nil || t[1] == '-' || t[1] == '+' {
+			return 0, false
+		}
+		return (10+i)*10000 + n, true
+	}
+	n, err := strconv.Atoi(t)
+	return n, err == nil && n >= 0 && t[0] != '+'
+}
+
+// expField reads the TLE's implied-decimal exponent form: "-11606-4" is
+// -0.11606e-4. The field was checked by validTLEValue.
+func expField(s string) float64 {
+	v := strings.TrimSpace(s)
+	if v == "" {
+		return 0
+	}
+	sign := 1.0
+	switch v[0] {
+	case '-':
+		sign, v = -1, v[1:]
+	case '+':
+		v = v[1:]
+	}
+	v = strings.TrimSpace(v)
+	m, e := v[:len(v)-2], v[len(v)-2:]
+	mant, _ := strconv.ParseFloat("0."+m, 64)
+	exp, _ := strconv.Atoi(e)
+	return sign * mant * math.Pow(10, float64(exp))
 }
 
 // checkTLELine checks one line's length, line number, checksum and fields.
 func checkTLELine(l string, which, lineNo int) error {
 	if len(l) != 69 {
-		return &TLEError{Line: lineNo, Field: "length", Msg: fmt.Sprintf("line %d of a TLE has 69 characters, this one %d", which, len(l))}
+		return tleErr(lineNo, "length", "line %d of a TLE has 69 characters, this one %d", which, len(l))
 	}
 	if l[0] != byte('0'+which) || l[1] != ' ' {
-		return &TLEError{Line: lineNo, Field: "line number", Msg: fmt.Sprintf("want %q at the start", fmt.Sprintf("%d ", which))}
+		return tleErr(lineNo, "line number", "want %q at the start", fmt.Sprintf("%d ", which))
 	}
 	sum := 0
 	for _, c := range l[:68] {
@@ -127,7 +231,7 @@ func checkTLELine(l string, which, lineNo int) error {
 		}
 	}
 	if want := int(l[68] - '0'); l[68] < '0' || l[68] > '9' || sum%10 != want {
-		return &TLEError{Line: lineNo, Field: "checksum", Msg: fmt.Sprintf("computed %d, line says %q", sum%10, l[68])}
+		return tleErr(lineNo, "checksum", "computed %d, line says %q", sum%10, l[68])
 	}
 	fields := line1Fields
 	if which == 2 {
@@ -136,7 +240,11 @@ func checkTLELine(l string, which, lineNo int) error {
 	for _, f := range fields {
 		v := strings.TrimSpace(l[f.from-1 : f.to])
 		if !validTLEValue(v, f.kind) {
-			return &TLEError{Line: lineNo, Field: f.name, Msg: fmt.Sprintf("%q (columns %d-%d) is not a number", v, f.from, f.to)}
+			what := "is not a number"
+			if f.kind == 'n' {
+				what = "is not a catalogue number (5 digits or Alpha-5)"
+			}
+			return tleErr(lineNo, f.name, "%q (columns %d-%d) %s", v, f.from, f.to, what)
 		}
 	}
 	return nil
@@ -147,17 +255,22 @@ func validTLEValue(v string, kind byte) bool {
 		return kind == 'e' || kind == 'i' // blank exponent fields and counters occur in real TLEs
 	}
 	switch kind {
+	case 'n':
+		_, ok := catalogNumber(v)
+		return ok
 	case 'i':
 		_, err := strconv.Atoi(v)
 		return err == nil
 	case 'f':
-		_, err := strconv.ParseFloat(v, 64)
-		return err == nil
+		f, err := strconv.ParseFloat(v, 64)
+		return err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) && !strings.ContainsAny(v, "xXpP_")
 	case 'd':
 		_, err := strconv.ParseUint(v, 10, 64)
 		return err == nil
 	case 'e': // "-11606-4", "00000-0", "+12345-5"
-		v = strings.TrimLeft(v, "+- ")
+		if v[0] == '+' || v[0] == '-' {
+			v = strings.TrimSpace(v[1:])
+		}
 		if len(v) < 3 {
 			return false
 		}
@@ -171,7 +284,7 @@ func validTLEValue(v string, kind byte) bool {
 
 // Elevation is the satellite's elevation (degrees) seen from st at t.
 func (o *Orbit) Elevation(st Station, t time.Time) (float64, error) {
-	eci, err := o.tle.FindPositionAtTime(t)
+	eci, err := o.tle.FindPosition(t.Sub(o.Epoch).Minutes())
 	if err != nil {
 		return 0, err
 	}

@@ -19,6 +19,7 @@ function unit_of(name) {
 	if (name ~ /_per_s/) return "1/s"
 	if (name ~ /_mib/) return "MiB"
 	if (name ~ /_ms/) return "ms"
+	if (name ~ /_us$/) return "us"
 	if (name ~ /_rtt/) return "RTT"
 	if (name ~ /bytes/) return "bytes"
 	return "count"

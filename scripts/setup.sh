@@ -23,6 +23,9 @@ want /usr/arm-linux-gnueabihf/include/stdio.h libc6-dev-armhf-cross
 want ip iproute2
 want systemd-analyze systemd
 want ping iputils-ping
+# promtool checks /metrics output; the prometheus server (same package) scrapes
+# a running daemon in a test.
+want promtool prometheus
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"gardend/config"
@@ -18,8 +17,13 @@ func runPlan(_ context.Context, e *env, args []string) int {
 			"  --format csv     header aos,los,max_elevation_deg,duration_s, UTC RFC 3339\n"+
 			"                   (usable as a plan_file as is)\n"+
 			"  --format ion     ION lines: a contact +START +STOP FROM TO RATE\n\n"+
-			"A malformed TLE is refused with the line and the field that are wrong.")
-	tleFile := fs.String("tle", "", "file holding the two-line elements (optionally with a name line)")
+			"The elements file's format is detected from its content: a TLE (two\n"+
+			"lines, or three with a name; Alpha-5 catalogue numbers accepted) or an\n"+
+			"OMM as CelesTrak serves it (JSON, KVN, XML or CSV) holding one element\n"+
+			"set. Malformed elements are refused naming the field (and the line) at fault.")
+	var elementsFile string
+	fs.StringVar(&elementsFile, "elements", "", "orbit elements file: TLE or OMM (JSON, KVN, XML, CSV)")
+	fs.StringVar(&elementsFile, "tle", "", "old name of --elements")
 	station := fs.String("station", "", "ground station as LAT,LON,ALT (degrees, degrees, metres)")
 	minEl := fs.Float64("min-el", 10, "minimum elevation in degrees")
 	fromS := fs.String("from", "", "start of the prediction, RFC 3339 (default: now)")
@@ -33,8 +37,8 @@ func runPlan(_ context.Context, e *env, args []string) int {
 	if fs.NArg() > 0 {
 		return usageError(e, fs, "unexpected argument %q", fs.Arg(0))
 	}
-	if *tleFile == "" || *station == "" {
-		return usageError(e, fs, "--tle and --station are required")
+	if elementsFile == "" || *station == "" {
+		return usageError(e, fs, "--elements and --station are required")
 	}
 	gs, err := config.ParseStation(*station)
 	if err != nil {
@@ -54,14 +58,9 @@ func runPlan(_ context.Context, e *env, args []string) int {
 	if _, err := fmt.Sscanf(*ionNodes, "%d,%d", &nodes[0], &nodes[1]); err != nil {
 		return usageError(e, fs, "--ion-nodes: want FROM,TO")
 	}
-	data, err := os.ReadFile(*tleFile)
+	orbit, err := plan.LoadOrbit(elementsFile)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "gardend plan: %v\n", err)
-		return exitFailure
-	}
-	orbit, err := plan.ParseTLE(string(data))
-	if err != nil {
-		fmt.Fprintf(e.stderr, "gardend plan: %s: %v\n", *tleFile, err)
 		return exitFailure
 	}
 	passes, err := orbit.Passes(st, from, time.Duration(*hours*float64(time.Hour)))

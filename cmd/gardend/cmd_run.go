@@ -23,7 +23,7 @@ func runRun(ctx context.Context, e *env, args []string) int {
 			"Under systemd (Type=notify) it reports READY=1 once listening, a STATUS=\n"+
 			"line, and pets the watchdog (WatchdogSec=) only while its store is\n"+
 			"writable, its key signs and its loops turn. SIGHUP reloads the log level\n"+
-			"and the contact plans (plan and TLE files).\n\n"+
+			"and the contact plans (plan and elements files).\n\n"+
 			"Exit status: 0 after a clean stop, 1 when start-up fails, 78 when the\n"+
 			"configuration is invalid.")
 	cfgPath := fs.String("config", "/etc/gardend/gardend.toml", "configuration file")
@@ -178,7 +178,7 @@ func (d *daemon) reload(load func() (*config.Config, error), level *slog.LevelVa
 		return err
 	}
 	now := time.Now()
-	own, err := loadContact(cfg, d.cfg.Profile.Kind, cfg.Profile.PlanFile, cfg.Profile.TLEFile, now)
+	own, err := loadContact(cfg, d.cfg.Profile.Kind, cfg.Profile.PlanFile, cfg.Profile.Elements(), now)
 	if err != nil {
 		return fmt.Errorf("profile: %w", err)
 	}

@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/metrics"
+	p2pmetrics "github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -18,6 +17,7 @@ import (
 	"gardend/config"
 	"gardend/dtn"
 	"gardend/hsm"
+	"gardend/metrics"
 	"gardend/node"
 	"gardend/plan"
 )
@@ -32,13 +32,18 @@ type daemon struct {
 	host   *node.Host
 	node   *node.Node
 	stop   context.CancelFunc
+
+	// metrics holds the collectors behind [metrics] listen: the node's own
+	// now; a master's per-nano series register here too (fleet/, later).
+	metrics    *metrics.Registry
+	metricsSrv *metrics.Server // nil unless metrics.listen is set
 }
 
 // tuning holds what the demo changes from the daemon's defaults.
 type tuning struct {
 	heartbeat time.Duration
 	retryBase time.Duration
-	bandwidth metrics.Reporter
+	bandwidth p2pmetrics.Reporter
 	onApplied func(from peer.ID, kind, id string)
 }
 
@@ -77,7 +82,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 		return nil, err
 	}
 	now := time.Now()
-	own, err := loadContact(cfg, cfg.Profile.Kind, cfg.Profile.PlanFile, cfg.Profile.TLEFile, now)
+	own, err := loadContact(cfg, cfg.Profile.Kind, cfg.Profile.PlanFile, cfg.Profile.Elements(), now)
 	if err != nil {
 		return nil, fmt.Errorf("profile: %w", err)
 	}
@@ -127,8 +132,9 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 		}
 		listen = append(listen, a)
 	}
+	limits := node.LimitsFor(opts.Roles, len(opts.Nanos)+cfg.Indexer.MaxSessions)
 	if d.host, err = node.NewHost(node.HostConfig{Key: key, PSK: psk, Listen: listen, UserAgent: "gardend/" + version, Bandwidth: tune.bandwidth,
-		Identify: opts.DHT && opts.Roles.Has(node.RoleIndexer)}); err != nil {
+		Identify: opts.DHT && opts.Roles.Has(node.RoleIndexer), Limits: &limits}); err != nil {
 		return nil, err
 	}
 	opts.Host = d.host
@@ -142,6 +148,16 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 	}
 	if err := node.ServeControl(nctx, cfg.ControlPath(), d.node.Control); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	d.metrics = metrics.NewRegistry()
+	if err := d.metrics.Register("node", newNodeCollector(d.node, d.store, now, time.Now).collect); err != nil {
+		return nil, err
+	}
+	if cfg.Metrics.Listen != "" {
+		if d.metricsSrv, err = metrics.Listen(nctx, cfg.Metrics.Listen, d.metrics, log); err != nil {
+			return nil, fmt.Errorf("metrics.listen: %w", err)
+		}
+		log.Info("serving Prometheus metrics", "url", "http://"+d.metricsSrv.Addr().String()+"/metrics")
 	}
 	go d.refreshPredictions(nctx, log)
 	return d, nil
@@ -167,6 +183,9 @@ func addrInfo(p config.Peer) (peer.AddrInfo, error) {
 // the keystore.
 func (d *daemon) Close() error {
 	var errs []error
+	if d.metricsSrv != nil { // its collectors read the node and the store
+		errs = append(errs, d.metricsSrv.Close())
+	}
 	if d.node != nil {
 		errs = append(errs, d.node.Close())
 	}
@@ -185,12 +204,12 @@ func (d *daemon) Close() error {
 	return errors.Join(errs...)
 }
 
-// predictionSpan is how far ahead passes are predicted from a TLE at start.
+// predictionSpan is how far ahead passes are predicted from orbit elements at start.
 const predictionSpan = 7 * 24 * time.Hour
 
 // loadContact builds a profile and its plan: from a plan file, or passes
-// predicted from a TLE over the configured station.
-func loadContact(cfg *config.Config, kind, planFile, tleFile string, now time.Time) (node.Contact, error) {
+// predicted from an elements file (TLE or OMM) over the configured station.
+func loadContact(cfg *config.Config, kind, planFile, elementsFile string, now time.Time) (node.Contact, error) {
 	if kind == "" {
 		kind = config.ProfileContinuous
 	}
@@ -214,18 +233,14 @@ func loadContact(cfg *config.Config, kind, planFile, tleFile string, now time.Ti
 		if c.Plan, err = plan.LoadFile(planFile, now); err != nil {
 			return c, err
 		}
-	case tleFile != "":
+	case elementsFile != "":
 		st, err := config.ParseStation(cfg.Profile.Station)
 		if err != nil {
 			return c, fmt.Errorf("profile.station: %w", err)
 		}
-		data, err := os.ReadFile(tleFile)
+		orbit, err := plan.LoadOrbit(elementsFile)
 		if err != nil {
 			return c, err
-		}
-		orbit, err := plan.ParseTLE(string(data))
-		if err != nil {
-			return c, fmt.Errorf("%s: %w", tleFile, err)
 		}
 		passes, err := orbit.Passes(plan.Station{Lat: st.Lat, Lon: st.Lon, AltM: st.AltM, MinElevation: cfg.Profile.MinElevation},
 			now.Add(-time.Hour), predictionSpan)
@@ -233,7 +248,7 @@ func loadContact(cfg *config.Config, kind, planFile, tleFile string, now time.Ti
 			return c, err
 		}
 		if len(passes) == 0 {
-			return c, fmt.Errorf("%s: no pass over %s in the next %s", tleFile, cfg.Profile.Station, predictionSpan)
+			return c, fmt.Errorf("%s: no pass over %s in the next %s", elementsFile, cfg.Profile.Station, predictionSpan)
 		}
 		if c.Plan, err = plan.New(plan.Windows(passes, 0)); err != nil {
 			return c, err
@@ -251,13 +266,13 @@ func nanoContacts(cfg *config.Config, now time.Time) (map[peer.ID]node.Contact, 
 			return nil, fmt.Errorf("nanos: %w", err)
 		}
 		kind := nn.Profile
-		if kind == "" && (nn.PlanFile != "" || nn.TLEFile != "") {
+		if kind == "" && (nn.PlanFile != "" || nn.Elements() != "") {
 			kind = config.ProfileOrbital
 		}
 		if kind == "" {
 			continue
 		}
-		if out[id], err = loadContact(cfg, kind, nn.PlanFile, nn.TLEFile, now); err != nil {
+		if out[id], err = loadContact(cfg, kind, nn.PlanFile, nn.Elements(), now); err != nil {
 			return nil, fmt.Errorf("nano %s: %w", nn.PeerID, err)
 		}
 	}
@@ -265,7 +280,7 @@ func nanoContacts(cfg *config.Config, now time.Time) (map[peer.ID]node.Contact, 
 }
 
 // refreshPredictions predicts passes anew every half day for plans that
-// come from a TLE, so the plan never runs out while the daemon runs.
+// come from orbit elements, so the plan never runs out while the daemon runs.
 func (d *daemon) refreshPredictions(ctx context.Context, log *slog.Logger) {
 	tick := time.NewTicker(12 * time.Hour)
 	defer tick.Stop()
@@ -279,15 +294,15 @@ func (d *daemon) refreshPredictions(ctx context.Context, log *slog.Logger) {
 		d.planMu.Lock()
 		cfg := *d.cfg
 		d.planMu.Unlock()
-		uses := cfg.Profile.TLEFile != ""
+		uses := cfg.Profile.Elements() != ""
 		for _, nn := range cfg.Nanos {
-			uses = uses || nn.TLEFile != ""
+			uses = uses || nn.Elements() != ""
 		}
 		if !uses {
 			continue
 		}
-		if cfg.Profile.TLEFile != "" {
-			if c, err := loadContact(&cfg, cfg.Profile.Kind, "", cfg.Profile.TLEFile, now); err != nil {
+		if cfg.Profile.Elements() != "" {
+			if c, err := loadContact(&cfg, cfg.Profile.Kind, "", cfg.Profile.Elements(), now); err != nil {
 				log.Error("re-predicting passes failed; keeping the old plan", "err", err)
 			} else {
 				d.node.SetContact(c)

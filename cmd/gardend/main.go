@@ -57,7 +57,7 @@ func commands() []command {
 		{"keygen", "create the node identity and storage key if missing; print the peer ID", runKeygen},
 		{"id", "print the peer ID and public key of the node identity", runID},
 		{"dtn", "inspect the DTN store (stats, ls)", runDTN},
-		{"plan", "predict passes from a TLE and print a contact plan", runPlan},
+		{"plan", "predict passes from orbit elements (TLE or OMM) and print a contact plan", runPlan},
 		{"help", "show help for gardend or one subcommand", nil}, // handled by run
 	}
 }

@@ -17,7 +17,7 @@ import (
 	"gardend/plan"
 )
 
-func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+func runCLI(t testing.TB, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var o, e bytes.Buffer
 	code = run(context.Background(), &env{stdout: &o, stderr: &e, getenv: func(string) string { return "" }}, args)
@@ -153,6 +153,8 @@ func TestDTNCommands(t *testing.T) {
 
 const issTLE = "ISS (ZARYA)\n1 25544U 98067A   25247.10182809  .00011777  00000-0  21333-3 0  9997\n2 25544  51.6327 275.9345 0004179 299.5263  60.5309 15.50088696528307\n"
 
+const issOMM = `[{"OBJECT_NAME":"ISS (ZARYA)","OBJECT_ID":"1998-067A","EPOCH":"2025-09-04T02:26:37.946976","MEAN_MOTION":15.50088696,"ECCENTRICITY":0.0004179,"INCLINATION":51.6327,"RA_OF_ASC_NODE":275.9345,"ARG_OF_PERICENTER":299.5263,"MEAN_ANOMALY":60.5309,"EPHEMERIS_TYPE":0,"CLASSIFICATION_TYPE":"U","NORAD_CAT_ID":25544,"ELEMENT_SET_NO":999,"REV_AT_EPOCH":52830,"BSTAR":0.00021333,"MEAN_MOTION_DOT":0.00011777,"MEAN_MOTION_DDOT":0}]`
+
 func TestPlanCommand(t *testing.T) {
 	dir := t.TempDir()
 	tle := filepath.Join(dir, "iss.tle")
@@ -174,6 +176,29 @@ func TestPlanCommand(t *testing.T) {
 	}
 	if code, out, _ := runCLI(t, base...); code != exitOK || !strings.Contains(out, "MAX ELEVATION") {
 		t.Fatalf("table: %d\n%s", code, out)
+	}
+	// The same orbit as an OMM (CelesTrak JSON) through --elements: the same plan.
+	omm := filepath.Join(dir, "iss.json")
+	os.WriteFile(omm, []byte(issOMM), 0o600)
+	_, csvTLE, _ := runCLI(t, append(base, "--format", "csv")...)
+	code, out, errOut = runCLI(t, "plan", "--elements", omm, "--station", "45.51,-73.59,60", "--min-el", "0", "--from", "2025-09-10T23:09:17Z", "--hours", "12", "--format", "csv")
+	if code != exitOK || out != csvTLE {
+		t.Fatalf("OMM plan differs from the TLE's: %d %s\n%s\nTLE's:\n%s", code, errOut, out, csvTLE)
+	}
+	os.WriteFile(omm, []byte(strings.Replace(issOMM, "51.6327", "251.6327", 1)), 0o600)
+	code, _, errOut = runCLI(t, "plan", "--elements", omm, "--station", "0,0,0")
+	if code != exitFailure || !strings.Contains(errOut, "OMM JSON line 1: INCLINATION") {
+		t.Fatalf("bad OMM: %d %q", code, errOut)
+	}
+	// check-config reads the elements file a configuration names.
+	cfg := filepath.Join(dir, "g.toml")
+	os.WriteFile(cfg, []byte("roles = [\"master\"]\npsk_file = \""+tle+"\"\n[profile]\nkind = \"orbital\"\nstation = \"43.6,1.44,150\"\nelements_file = \""+omm+"\"\n"), 0o600)
+	if code, _, errOut := runCLI(t, "check-config", cfg); code != exitConfig || !strings.Contains(errOut, "INCLINATION") {
+		t.Fatalf("check-config with a bad OMM: %d %q", code, errOut)
+	}
+	os.WriteFile(omm, []byte(issOMM), 0o600)
+	if code, _, errOut := runCLI(t, "check-config", cfg); code != exitOK {
+		t.Fatalf("check-config with a good OMM: %d %q", code, errOut)
 	}
 	bad := filepath.Join(dir, "bad.tle")
 	os.WriteFile(bad, []byte(strings.Replace(issTLE, "9997", "9990", 1)), 0o600)

@@ -135,7 +135,9 @@ func TestMasterDownForTwoPasses(t *testing.T) {
 }
 
 // TestRoguePeerIsRefused: a peer that has the PSK, but is not the nano's
-// master, tries to change the nano's catalogue: refused and counted.
+// master, tries to change the nano's catalogue: its connection is refused
+// right after the handshake (the nano admits only its master and indexers)
+// and counted.
 func TestRoguePeerIsRefused(t *testing.T) {
 	b := newBench(t, benchOpts{arch: "arm64", pass: 20 * time.Second, gap: 10 * time.Second, passes: 1, rogue: true})
 	b.rogue.put(t, "hijack", b.nano.id, "evil") // queued by the rogue for the nano
@@ -148,7 +150,7 @@ func TestRoguePeerIsRefused(t *testing.T) {
 	if cat["legit"] != "good" {
 		t.Fatal("the master's mutation did not arrive")
 	}
-	if n := metric(b.nano.status(t), "refused_not_master"); n == 0 {
+	if n := metric(b.nano.status(t), "refused_conn_stranger"); n == 0 {
 		t.Fatal("refusals not counted")
 	}
 	if st := b.rogue.status(t); st.DTNEntries != 1 {
