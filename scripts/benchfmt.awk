@@ -20,6 +20,7 @@ function unit_of(name) {
 	if (name ~ /_mib/) return "MiB"
 	if (name ~ /_ms/) return "ms"
 	if (name ~ /_rtt/) return "RTT"
+	if (name ~ /_s(_|$)/) return "s"
 	if (name ~ /bytes/) return "bytes"
 	return "count"
 }

@@ -23,6 +23,13 @@ want /usr/arm-linux-gnueabihf/include/stdio.h libc6-dev-armhf-cross
 want ip iproute2
 want systemd-analyze systemd
 want ping iputils-ping
+# Full-system guests (make vm-test, vm-test-arm64): qemu-system, the image
+# builder and its file system tools.
+want qemu-system-x86_64 qemu-system-x86
+want qemu-system-aarch64 qemu-system-arm
+want mmdebstrap mmdebstrap
+want mkfs.ext4 e2fsprogs
+want fallocate util-linux
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
