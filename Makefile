@@ -122,7 +122,7 @@ licenses: ## regenerate THIRD_PARTY_LICENSES from the linked modules (offline, m
 	$(GO) run ./scripts/licenses
 
 check: export GARDEND_REQUIRE_SOFTHSM = 1
-check: setup lint test-race test-cross test-hsm-arm64 sat-ci ## the README's test command: everything CI runs
+check: setup lint test-race test-cross test-hsm-arm64 sat-ci vm-test ## the README's test command: everything CI runs
 
 bench: export GARDEND_REQUIRE_SOFTHSM = 1
 bench: ## benchmarks, one `BENCH <name> <value> <unit>` line per figure

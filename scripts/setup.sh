@@ -30,6 +30,7 @@ want qemu-system-aarch64 qemu-system-arm
 want mmdebstrap mmdebstrap
 want mkfs.ext4 e2fsprogs
 want fallocate util-linux
+want arch-test arch-test # mmdebstrap of the arm64 guest's root
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then

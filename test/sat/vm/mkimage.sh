@@ -61,6 +61,7 @@ binfmt() {
 		local conf=/usr/lib/binfmt.d/$name.conf
 		[ -r "$conf" ] || { log "no $conf: apt-get install qemu-user-static"; exit 1; }
 		grep -v '^#' "$conf" >/proc/sys/fs/binfmt_misc/register
+		registered=/proc/sys/fs/binfmt_misc/$name
 	fi
 }
 
@@ -72,8 +73,11 @@ base=$cache/base-$arch-$base_key.tar
 start=$(date +%s.%N)
 if [ ! -s "$base" ]; then
 	log "building the base root file system ($arch, key $base_key): minutes"
+	registered=
 	binfmt
 	base_recipe "$base.tmp.$$"
+	# Undo a binfmt registration made here.
+	if [ -n "$registered" ]; then echo -1 >"$registered"; fi
 	mv "$base.tmp.$$" "$base"
 	log "base built in $(awk "BEGIN{print $(date +%s.%N) - $start}") s"
 fi
