@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"flag"
 	"fmt"
 	"os"
@@ -40,18 +41,36 @@ func run(repo string, check bool) error {
 	if err := checkRecipe(mk, mods); err != nil {
 		return err
 	}
+	own, err := os.ReadFile(filepath.Join(repo, "LICENSE"))
+	if err != nil {
+		return err
+	}
+	hashFile := filepath.Join(repo, "buildroot/package/gardend/gardend.hash")
+	hashes := hashText(own, text)
 	if check {
-		old, err := os.ReadFile(out)
-		if err != nil {
-			return err
-		}
-		if !bytes.Equal(old, text) {
-			return fmt.Errorf("%s is out of date: run go run ./scripts/licenses", out)
+		for path, want := range map[string][]byte{out: text, hashFile: hashes} {
+			old, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(old, want) {
+				return fmt.Errorf("%s is out of date: run go run ./scripts/licenses", path)
+			}
 		}
 		return nil
 	}
 	fmt.Printf("%d modules: %s\n", len(mods), strings.Join(licenseSet(mods), ", "))
-	return os.WriteFile(out, text, 0o644)
+	if err := os.WriteFile(out, text, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(hashFile, hashes, 0o644)
+}
+
+// hashText is the Buildroot hash file for the recipe's licence files, which
+// legal-info checks.
+func hashText(license, thirdParty []byte) []byte {
+	return fmt.Appendf(nil, "# Locally calculated (go run ./scripts/licenses)\nsha256  %x  LICENSE\nsha256  %x  THIRD_PARTY_LICENSES\n",
+		sha256.Sum256(license), sha256.Sum256(thirdParty))
 }
 
 // collect lists the linked modules and classifies their licences.

@@ -52,7 +52,7 @@ func benchVM(b *testing.B, arch string) {
 		offset := guestClockOffset(b, v)
 		// The guest watches for the ack on its own, writing the time it saw
 		// it and how many polls it made.
-		v.run(fmt.Sprintf(`setsid bash -c 'n=0; s=$(date +%%s.%%N); while :; do n=$((n+1)); a=$(gardend status --json | grep -o "\"delivery_acked\":[0-9]*" | cut -d: -f2); if [ "${a:-0}" -gt %d ]; then echo "$(date +%%s.%%N) $n $s"; break; fi; done' >/run/ack.txt 2>&1 </dev/null &`, ackedBefore))
+		v.run(fmt.Sprintf(`setsid bash -c 'n=0; s=$(date +%%s.%%N); while :; do n=$((n+1)); a=$(gardend status --json | grep -o "\"delivery_acked\": *[0-9]*" | tr -dc 0-9); if [ "${a:-0}" -gt %d ]; then echo "$(date +%%s.%%N) $n $s"; break; fi; done' >/run/ack.txt 2>&1 </dev/null &`, ackedBefore))
 		up0 := waitVMLinkUp(b, vb)
 		var applied time.Time
 		for deadline := pl.Windows()[0].End; time.Now().Before(deadline) && applied.IsZero(); time.Sleep(50 * time.Millisecond) {

@@ -10,9 +10,6 @@
 GARDEND_VERSION = 0.1.0
 GARDEND_SITE = $(BR2_EXTERNAL_GARDEND_PATH)/..
 GARDEND_SITE_METHOD = local
-# The licence lines are checked by scripts/licenses (go test ./scripts/...):
-# every module linked into the binary, its text in THIRD_PARTY_LICENSES.
-GARDEND_LICENSE = Apache-2.0 (gardend), Apache-2.0, BSD-2-Clause, BSD-3-Clause, ISC, MIT, MPL-2.0 (vendored Go modules)
 GARDEND_LICENSE_FILES = LICENSE THIRD_PARTY_LICENSES
 GARDEND_GOMOD = gardend
 GARDEND_BUILD_TARGETS = cmd/gardend
@@ -54,7 +51,8 @@ endef
 
 $(eval $(golang-package))
 
-# golang-package appends "vendored dependencies licenses probably not
-# listed" to any licence; gardend lists every vendored module's licence
-# (above, checked against the linked modules), so the claim is restored.
-GARDEND_LICENSE := $(strip $(subst $(comma) vendored dependencies licenses probably not listed,,$(GARDEND_LICENSE)))
+# Set after golang-package, which appends "vendored dependencies licenses
+# probably not listed" to a licence set before it: this one names every
+# module linked into the binary (checked by go test ./scripts/licenses/),
+# their texts in THIRD_PARTY_LICENSES (hashes in gardend.hash).
+GARDEND_LICENSE = Apache-2.0 (gardend), Apache-2.0, BSD-2-Clause, BSD-3-Clause, ISC, MIT, MPL-2.0 (vendored Go modules)
