@@ -79,7 +79,8 @@ if [ ! -s "$base" ]; then
 	# Undo a binfmt registration made here.
 	if [ -n "$registered" ]; then echo -1 >"$registered"; fi
 	mv "$base.tmp.$$" "$base"
-	log "base built in $(awk "BEGIN{print $(date +%s.%N) - $start}") s"
+	awk "BEGIN{printf \"%.1f\\n\", $(date +%s.%N) - $start}" >"$base.seconds"
+	log "base built in $(cat "$base.seconds") s"
 fi
 base_done=$(date +%s.%N)
 
@@ -156,12 +157,13 @@ cp "$root"/boot/vmlinuz-* "$work/img/vmlinuz"
 cp "$root"/boot/initrd.img-* "$work/img/initrd.img"
 mkfs.ext4 -q -F -L gardend-root -d "$root" "$work/img/rootfs.img" 1G
 cp "$work/psk.key" "$work/peer-id" "$work/img/"
-# Seconds spent here: base (0 when cached) and the gardend layer.
-awk "BEGIN{printf \"%.1f %.1f\\n\", $base_done - $start, $(date +%s.%N) - $base_done}" >"$work/img/build-seconds"
+# Seconds the base took when it was built, and this layer.
+base_s=$(cat "$base.seconds" 2>/dev/null || echo 0)
+awk "BEGIN{printf \"%.1f %.1f\\n\", $base_s, $(date +%s.%N) - $base_done}" >"$work/img/build-seconds"
 rm -rf "$img"
 mv "$work/img" "$img"
 # Keep the two newest images and bases per architecture.
 ls -1dt "$cache"/img-"$arch"-* 2>/dev/null | tail -n +3 | xargs -r rm -rf
-ls -1t "$cache"/base-"$arch"-*.tar 2>/dev/null | tail -n +3 | xargs -r rm -f
+ls -1t "$cache"/base-"$arch"-*.tar 2>/dev/null | tail -n +3 | while read -r old; do rm -f "$old" "$old.seconds"; done
 log "image ready (base and layer seconds: $(cat "$img/build-seconds"))"
 echo "$img" >&3
