@@ -151,11 +151,10 @@ func writeSeed(path string, files map[string]string) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	dirs := map[string]bool{}
-	for name, body := range files {
+	for name := range files {
 		for d := filepath.Dir(name); d != "." && !dirs[d]; d = filepath.Dir(d) {
 			dirs[d] = true
 		}
-		_ = body
 	}
 	for d := range dirs {
 		h := &tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, Uname: "root", Gname: "root", ModTime: time.Now()}
@@ -206,7 +205,8 @@ func (v *vm) boot(tapName string) {
 		// A guest reboot ends qemu: the test decides when a guest boots.
 		"-no-reboot",
 	)
-	os.Remove(v.console)
+	// A relaunch keeps the previous boot's console beside the new one.
+	os.Rename(v.console, v.console+".previous")
 	log, err := os.OpenFile(filepath.Join(v.dir, "qemu.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
