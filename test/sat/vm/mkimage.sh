@@ -102,9 +102,11 @@ install -m 0755 "$bin" "$root/usr/bin/gardend"
 install -m 0644 "$repo/systemd/gardend.service" "$root/usr/lib/systemd/system/gardend.service"
 useradd --root "$root" --system --home-dir /var/lib/gardend --no-create-home \
 	--shell /usr/sbin/nologin --user-group gardend
-install -d -m 0750 -o root -g "$(chroot "$root" getent group gardend | cut -d: -f3)" "$root/etc/gardend"
-gid=$(chroot "$root" getent group gardend | cut -d: -f3)
-uid=$(chroot "$root" getent passwd gardend | cut -d: -f3)
+# Read the ids from the image's files: a foreign root's getent would need
+# binfmt.
+gid=$(awk -F: '$1 == "gardend" {print $3}' "$root/etc/group")
+uid=$(awk -F: '$1 == "gardend" {print $3}' "$root/etc/passwd")
+install -d -m 0750 -o root -g "$gid" "$root/etc/gardend"
 install -d -m 0700 -o "$uid" -g "$gid" "$root/var/lib/gardend"
 # The PSK: made here, kept beside the image for the ground.
 psk="/key/swarm/psk/1.0.0/
