@@ -20,7 +20,7 @@ QEMU_riscv64 := qemu-riscv64-static
 BENCHTIME ?= 1s
 FUZZTIME  ?= 10s
 
-.PHONY: help setup build build-hsm demo sat-test sat-ci sat-bench vendor dist buildroot-check cross cross-nano cross-hsm size test test-race test-cross test-hsm-arm64 lint check bench fuzz clean
+.PHONY: help setup build build-hsm demo sat-test sat-ci sat-bench vm-test vm-test-arm64 vm-faults vm-bench licenses buildroot-offline vendor dist buildroot-check cross cross-nano cross-hsm size test test-race test-cross test-hsm-arm64 lint check bench fuzz clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -103,9 +103,29 @@ sat-ci: ## the flight-bench scenarios CI runs: gap work and a crash mid-drain, a
 sat-bench: ## flight-bench figures as BENCH lines (root)
 	@set -o pipefail; GARDEND_SAT=1 $(GO) test -count=1 -timeout 15m -run '^$$' -bench FlightBench -benchtime 1x ./test/sat/ | awk -f scripts/benchfmt.awk
 
+# Full-system guests (test/sat/vm): gardend booted by systemd in a Debian 12
+# guest under qemu-system TCG. Images are cached in GARDEND_VM_CACHE
+# (default /var/cache/gardend-vm), keyed by the hash of their inputs.
+vm-test: ## amd64 guest: gardend under systemd (READY, STATUS, watchdog, reload), one pass via linkemu (root)
+	GARDEND_VM=1 $(GO) test -count=1 -timeout 30m -v -run 'TestVMNanoUnderSystemdAmd64' ./test/sat/
+
+vm-faults: ## amd64 guest faults: power cut mid-drain, full root disk, bad configuration (root)
+	GARDEND_VM=1 $(GO) test -count=1 -timeout 60m -v -run 'TestVM(PowerCutMidDrain|FullDisk|BadConfig)Amd64' ./test/sat/
+
+vm-test-arm64: ## the aarch64 guest (its first image build takes ~10 minutes through qemu-user) (root)
+	GARDEND_VM=1 $(GO) test -count=1 -timeout 60m -v -run 'TestVMNanoUnderSystemdArm64' ./test/sat/
+
+# VM_BENCH selects the benchmarks (e.g. VM_BENCH='VMAmd64' to skip arm64).
+VM_BENCH ?= VMAmd64|VMArm64|QemuUserNanoFirstDelivery
+vm-bench: ## BENCH lines: guest image build, boot to READY (amd64, arm64), AOS to first delivery vs qemu-user (root)
+	@set -o pipefail; GARDEND_VM=1 GARDEND_SAT=1 $(GO) test -count=1 -timeout 90m -run '^$$' -bench '$(VM_BENCH)' -benchtime 1x ./test/sat/ | awk -f scripts/benchfmt.awk
+
+licenses: ## regenerate THIRD_PARTY_LICENSES from the linked modules (offline, module cache)
+	$(GO) run ./scripts/licenses
+
 check: export GARDEND_REQUIRE_SOFTHSM = 1
 check: export GARDEND_REQUIRE_PROMETHEUS = 1
-check: setup lint test-race test-cross test-hsm-arm64 sat-ci ## the README's test command: everything CI runs
+check: setup lint test-race test-cross test-hsm-arm64 sat-ci vm-test ## the README's test command: everything CI runs
 
 bench: export GARDEND_REQUIRE_SOFTHSM = 1
 bench: ## benchmarks, one `BENCH <name> <value> <unit>` line per figure
@@ -144,6 +164,13 @@ buildroot-check: vendor ## lint buildroot/ with check-package, resolve it with p
 	rm -rf $$out
 	@echo "== offline build as the recipe runs it (GOFLAGS=-mod=vendor GOPROXY=off CGO_ENABLED=0 GOARCH=arm64)"
 	GOFLAGS=-mod=vendor GOPROXY=off CGO_ENABLED=0 GOARCH=arm64 $(GO) build -trimpath -o /dev/null gardend/cmd/gardend
+
+# The Buildroot package built with no network (unshare -n): override file,
+# toolchain wrapper and defconfig are generated into BR_OFFLINE_DIR (default
+# /var/tmp/gardend-buildroot-offline); see buildroot/README.md.
+buildroot-offline: vendor ## build the gardend Buildroot package for aarch64 offline and check it (root, BUILDROOT_DIR)
+	@test -f $(BUILDROOT_DIR)/Makefile || { echo "no Buildroot at BUILDROOT_DIR=$(BUILDROOT_DIR)"; exit 1; }
+	BUILDROOT_DIR=$(abspath $(BUILDROOT_DIR)) bash scripts/buildroot-offline.sh
 
 clean: ## remove build outputs
 	rm -rf bin dist

@@ -21,6 +21,7 @@ function unit_of(name) {
 	if (name ~ /_ms/) return "ms"
 	if (name ~ /_us$/) return "us"
 	if (name ~ /_rtt/) return "RTT"
+	if (name ~ /_s(_|$)/) return "s"
 	if (name ~ /bytes/) return "bytes"
 	return "count"
 }

@@ -26,6 +26,14 @@ want ping iputils-ping
 # promtool checks /metrics output; the prometheus server (same package) scrapes
 # a running daemon in a test.
 want promtool prometheus
+# Full-system guests (make vm-test, vm-test-arm64): qemu-system, the image
+# builder and its file system tools.
+want qemu-system-x86_64 qemu-system-x86
+want qemu-system-aarch64 qemu-system-arm
+want mmdebstrap mmdebstrap
+want mkfs.ext4 e2fsprogs
+want fallocate util-linux
+want arch-test arch-test # mmdebstrap of the arm64 guest's root
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then

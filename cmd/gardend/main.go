@@ -52,6 +52,7 @@ func commands() []command {
 		{"demo", "a ground station and two nanos through emulated passes, in one process", runDemo},
 		{"status", "ask the running daemon for its state", runStatus},
 		{"resource", "change or list the running daemon's catalogue (put, ls)", runResource},
+		{"reload", "ask a running daemon to reload (SIGHUP; the unit's ExecReload)", runReload},
 		{"version", "print version, commit, Go version and build flavour", runVersion},
 		{"check-config", "validate a configuration file, reporting each error with its line", runCheckConfig},
 		{"keygen", "create the node identity and storage key if missing; print the peer ID", runKeygen},

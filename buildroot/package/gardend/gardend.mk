@@ -10,7 +10,7 @@
 GARDEND_VERSION = 0.1.0
 GARDEND_SITE = $(BR2_EXTERNAL_GARDEND_PATH)/..
 GARDEND_SITE_METHOD = local
-GARDEND_LICENSE = Proprietary
+GARDEND_LICENSE_FILES = LICENSE THIRD_PARTY_LICENSES
 GARDEND_GOMOD = gardend
 GARDEND_BUILD_TARGETS = cmd/gardend
 GARDEND_LDFLAGS = -s -w -X main.version=$(GARDEND_VERSION)
@@ -50,3 +50,9 @@ define GARDEND_PERMISSIONS
 endef
 
 $(eval $(golang-package))
+
+# Set after golang-package, which appends "vendored dependencies licenses
+# probably not listed" to a licence set before it: this one names every
+# module linked into the binary (checked by go test ./scripts/licenses/),
+# their texts in THIRD_PARTY_LICENSES (hashes in gardend.hash).
+GARDEND_LICENSE = Apache-2.0 (gardend), Apache-2.0, BSD-2-Clause, BSD-3-Clause, ISC, MIT, MPL-2.0 (vendored Go modules)
