@@ -58,6 +58,7 @@ type Config struct {
 	Nanos    []Peer   `toml:"nanos"` // master: the nanos it governs ([[nanos]] tables)
 	Indexers Indexers `toml:"indexers"`
 	Indexer  Indexer  `toml:"indexer"`
+	Delivery Delivery `toml:"delivery"`
 	Profile  Profile  `toml:"profile"`
 	Codec    Codec    `toml:"codec"`
 	Metrics  Metrics  `toml:"metrics"`
@@ -87,7 +88,12 @@ func (p Peer) Elements() string { return cmpOr(p.ElementsFile, p.TLEFile) }
 // Indexer configures the indexer role.
 type Indexer struct {
 	DHT         bool `toml:"dht"`          // serve the Kademlia DHT; default true
-	MaxSessions int  `toml:"max_sessions"` // heartbeat sessions; default 500
+	MaxSessions int  `toml:"max_sessions"` // heartbeat sessions; default 16384 (a fleet of 10 000 nanos and its ground)
+}
+
+// Delivery tunes the store-and-forward delivery engine.
+type Delivery struct {
+	MaxDrains int `toml:"max_drains"` // destinations drained at once; default 32
 }
 
 // Indexers lists the indexers to heartbeat to and bootstrap the DHT from.
@@ -172,7 +178,8 @@ func Defaults() Config {
 		Key:      "/var/lib/gardend/identity.key",
 		LogLevel: "info",
 		Profile:  Profile{Kind: ProfileContinuous, MinElevation: 10},
-		Indexer:  Indexer{DHT: true, MaxSessions: 500},
+		Indexer:  Indexer{DHT: true, MaxSessions: 16384},
+		Delivery: Delivery{MaxDrains: 32},
 		Codec:    Codec{MaxFrame: 64 << 10},
 	}
 }
@@ -388,6 +395,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Indexer.MaxSessions < 1 {
 		add("indexer.max_sessions", "must be at least 1")
+	}
+	if c.Delivery.MaxDrains < 1 {
+		add("delivery.max_drains", "must be at least 1")
 	}
 	for _, s := range c.Indexers.Seeds {
 		if err := checkTCPAddr(s, true); err != nil {

@@ -2,8 +2,10 @@ package dtn
 
 import (
 	"bytes"
+	"container/heap"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -124,10 +126,11 @@ type destRecord struct {
 
 // destState is the in-memory index of one destination.
 type destState struct {
-	rec   destRecord
-	hash  []byte
-	count [3]int
-	bytes int64
+	rec     destRecord
+	hash    []byte
+	count   [3]int
+	bytes   int64
+	timerAt int64 // NextAttempt last put in the timer heap (0: none)
 }
 
 // delta is what a transaction changes in the in-memory index; it is applied
@@ -144,7 +147,8 @@ type destChange struct {
 	count int
 	bytes int64
 	rec   *destRecord // new persisted state, if changed
-	nudge bool
+	nudge bool        // due at once whatever the backoff (Nudge, a cleared backoff)
+	wrote bool        // an entry was queued or replaced: due now unless backing off
 }
 
 func (s *Store) apply(d *delta) {
@@ -160,10 +164,112 @@ func (s *Store) apply(d *delta) {
 		if c.rec != nil {
 			st.rec = *c.rec
 		}
+		if c.nudge || c.wrote || c.rec != nil {
+			s.scheduleLocked(c.dest, st, s.opts.Now().UnixNano())
+		}
 		if c.nudge {
 			s.signal()
 		}
 	}
+}
+
+// scheduleLocked files a destination whose queue or backoff changed: in
+// the ready set (and Wake signalled) when it is due now, else in the timer
+// heap at its next attempt. Nothing ever scans every destination.
+func (s *Store) scheduleLocked(dest string, st *destState, now int64) {
+	if st.count[Moderate]+st.count[Critical] == 0 {
+		return
+	}
+	if s.dueLocked(st, now) {
+		if _, ok := s.ready[dest]; !ok {
+			s.ready[dest] = struct{}{}
+			s.signal()
+		}
+		return
+	}
+	if st.timerAt != st.rec.NextAttempt {
+		st.timerAt = st.rec.NextAttempt
+		heap.Push(&s.timers, dueTimer{at: st.rec.NextAttempt, dest: dest})
+	}
+}
+
+// TakeDue returns the destinations that became due since the last call
+// (queued to while not backing off, nudged, or whose backoff expired),
+// critical first, then by peer, and forgets them: the caller drains each
+// or keeps it until it may. A destination comes back when it is written
+// to, nudged, or its next backoff expires. The work is proportional to
+// what became due, not to the number of destinations.
+func (s *Store) TakeDue() []string {
+	now := s.opts.Now().UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now < s.lastTake-int64(time.Second) {
+		// The wall clock jumped back: timers far in the future may be due
+		// now (see dueLocked). Rare: look at every destination once.
+		for d, st := range s.dests {
+			if s.dueLocked(st, now) {
+				s.ready[d] = struct{}{}
+			}
+		}
+	}
+	s.lastTake = now
+	for len(s.timers) > 0 && s.timers[0].at <= now {
+		t := heap.Pop(&s.timers).(dueTimer)
+		st := s.dests[t.dest]
+		if st == nil || st.timerAt != t.at {
+			continue // superseded by a later change
+		}
+		st.timerAt = 0
+		if s.dueLocked(st, now) {
+			s.ready[t.dest] = struct{}{}
+		}
+	}
+	if len(s.ready) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(s.ready))
+	for d := range s.ready {
+		out = append(out, d)
+	}
+	clear(s.ready)
+	sort.Slice(out, func(i, j int) bool {
+		ci, cj := s.dests[out[i]].count[Critical] > 0, s.dests[out[j]].count[Critical] > 0
+		if ci != cj {
+			return ci
+		}
+		return out[i] < out[j]
+	})
+	return out
+}
+
+// dueTimer is a destination backing off until at (Unix ns).
+type dueTimer struct {
+	at   int64
+	dest string
+}
+
+// dueTimers is a min-heap of timers by time.
+type dueTimers []dueTimer
+
+func (h dueTimers) Len() int           { return len(h) }
+func (h dueTimers) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h dueTimers) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueTimers) Push(x any)        { *h = append(*h, x.(dueTimer)) }
+func (h *dueTimers) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// dueLocked says whether st has entries and its backoff has passed. A next
+// attempt further away than the ceiling means the wall clock jumped back:
+// due now.
+func (s *Store) dueLocked(st *destState, now int64) bool {
+	if st.count[Moderate]+st.count[Critical] == 0 {
+		return false
+	}
+	return st.rec.NextAttempt <= now || st.rec.NextAttempt-now > s.opts.RetryCeiling.Nanoseconds()
 }
 
 func (s *Store) destHash(dest string) []byte { return s.seal.hash("dest", []byte(dest)) }
@@ -288,7 +394,7 @@ func (tx *Tx) Enqueue(e Entry) (Outcome, Ref, error) {
 				if err := tx.putSealed(bucketQueue, qk, &merged); err != nil {
 					return 0, Ref{}, err
 				}
-				ch := destChange{dest: e.Dest, hash: dh, bytes: grow, level: old.Level}
+				ch := destChange{dest: e.Dest, hash: dh, bytes: grow, level: old.Level, wrote: true}
 				if merged.Level != old.Level {
 					tx.d.changes = append(tx.d.changes, destChange{dest: e.Dest, hash: dh, level: old.Level, count: -1},
 						destChange{dest: e.Dest, hash: dh, level: merged.Level, count: 1})
@@ -317,7 +423,7 @@ func (tx *Tx) Enqueue(e Entry) (Outcome, Ref, error) {
 			return 0, Ref{}, err
 		}
 	}
-	tx.d.changes = append(tx.d.changes, destChange{dest: e.Dest, hash: dh, level: e.Level, count: 1, bytes: int64(len(e.Payload))})
+	tx.d.changes = append(tx.d.changes, destChange{dest: e.Dest, hash: dh, level: e.Level, count: 1, bytes: int64(len(e.Payload)), wrote: true})
 	s.Metrics.Enqueued.Add(1)
 	return Queued, e.Ref, nil
 }
@@ -381,6 +487,36 @@ func (s *Store) PeekAfter(dest string, after uint64, n int) ([]Entry, error) {
 // changes nothing. A successful Ack clears the destination's backoff.
 func (s *Store) Ack(ctx context.Context, dest string, ref Ref) error {
 	return s.Update(ctx, func(tx *Tx) error { return tx.Ack(dest, ref) })
+}
+
+// AckAll removes every entry of refs in one durable transaction: a sender
+// deletes the acknowledgements it has in hand with one commit, not one each.
+// Stale and duplicate refs change nothing, as with Ack. If the transaction
+// fails (a value that fails authentication, say), each ref is acknowledged
+// alone so one bad entry cannot keep the others queued; the first error is
+// returned.
+func (s *Store) AckAll(ctx context.Context, dest string, refs []Ref) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	err := s.Update(ctx, func(tx *Tx) error {
+		for _, ref := range refs {
+			if err := tx.Ack(dest, ref); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil || len(refs) == 1 || ctx.Err() != nil || errors.Is(err, ErrClosed) {
+		return err
+	}
+	var first error
+	for _, ref := range refs {
+		if err := s.Ack(ctx, dest, ref); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // lookup finds the queued entry ref names; current is false when it is gone
@@ -510,7 +646,8 @@ func (s *Store) Nudge(ctx context.Context, dest string) error {
 }
 
 // Due returns the destinations with queued entries whose backoff has
-// passed, most urgent (critical first) then by peer. A next attempt
+// passed, most urgent (critical first) then by peer. It looks at every
+// destination (inspection, tests); the delivery loop uses TakeDue. A next attempt
 // further away than the ceiling means the wall clock jumped back: due now.
 func (s *Store) Due() []string {
 	now := s.opts.Now().UnixNano()

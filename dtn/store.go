@@ -109,9 +109,12 @@ type Store struct {
 	closing sync.Once
 	closed  atomic.Bool
 
-	mu    sync.Mutex // guards dests and total
-	dests map[string]*destState
-	total int64 // payload bytes queued
+	mu       sync.Mutex // guards dests, total, ready, timers, lastTake
+	dests    map[string]*destState
+	total    int64               // payload bytes queued
+	ready    map[string]struct{} // due now, not yet taken (TakeDue)
+	timers   dueTimers           // destinations backing off, by next attempt
+	lastTake int64               // clock at the last TakeDue
 
 	wake chan struct{} // signalled when a destination becomes due at once
 
@@ -164,7 +167,7 @@ func Open(path string, ks hsm.Keystore, opts Options) (*Store, error) {
 	}
 	s := &Store{db: db, path: path, opts: opts, enc: enc, dec: dec,
 		reqs: make(chan *request, opts.MaxBatch), quit: make(chan struct{}), stopped: make(chan struct{}),
-		dests: map[string]*destState{}, wake: make(chan struct{}, 1)}
+		dests: map[string]*destState{}, ready: map[string]struct{}{}, wake: make(chan struct{}, 1)}
 	if err := s.setup(ks); err != nil {
 		db.Close()
 		return nil, err
@@ -172,6 +175,11 @@ func Open(path string, ks hsm.Keystore, opts Options) (*Store, error) {
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
+	}
+	now := opts.Now().UnixNano()
+	s.lastTake = now
+	for d, st := range s.dests { // once, at open: what a restart owes is due
+		s.scheduleLocked(d, st, now)
 	}
 	go s.commitLoop()
 	return s, nil
@@ -249,7 +257,9 @@ func (s *Store) Close() error {
 func (s *Store) Path() string { return s.path }
 
 // Wake is signalled (capacity 1, never blocks the store) when a destination
-// became due at once: a Nudge, or an Ack that cleared a backoff.
+// became due at once: a Nudge, an Ack that cleared a backoff, or an entry
+// queued for a destination that is not backing off (a write is delivered
+// at once, not at the next poll).
 func (s *Store) Wake() <-chan struct{} { return s.wake }
 
 func (s *Store) signal() {
@@ -482,6 +492,34 @@ func (tx *Tx) ForEach(bucket string, fn func(key, value []byte) error) error {
 		}
 		return fn(k, plain)
 	})
+}
+
+// Range calls fn with the keys and opened values of bucket from start on,
+// in key order, until fn returns false or an error: bounded work over a
+// bucket whose keys are ordered (by time, say). Values that fail
+// authentication are skipped and counted. fn must not change the bucket;
+// collect keys and delete them after.
+func (tx *Tx) Range(bucket string, start []byte, fn func(key, value []byte) (more bool, err error)) error {
+	if err := checkBucket(bucket); err != nil {
+		return err
+	}
+	b := tx.btx.Bucket([]byte(bucket))
+	if b == nil {
+		return nil
+	}
+	c := b.Cursor()
+	for k, v := c.Seek(start); k != nil; k, v = c.Next() {
+		plain, err := tx.s.seal.open(bucket, k, v)
+		if err != nil {
+			tx.s.Metrics.Corrupt.Add(1)
+			continue
+		}
+		more, err := fn(k, plain)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
 }
 
 // Hash returns the keyed hash of identifier parts under a domain, for use as

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -499,5 +500,99 @@ func TestInvalidEntriesAreRefused(t *testing.T) {
 	}
 	if s.Len("") != 0 {
 		t.Fatal("an invalid entry was stored")
+	}
+}
+
+func TestWriteWakesUnlessBackingOff(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	s := f.open(t, func(o *Options) { o.RetryBase = 10 * time.Second })
+	drainWake := func() bool { // as the delivery loop does: woken, it takes what is due
+		select {
+		case <-s.Wake():
+			s.TakeDue()
+			return true
+		default:
+			return false
+		}
+	}
+	drainWake()
+	_, ref := enqueue(t, s, entry("N", protoCreate, "r1", OpCreate, "a"))
+	if !drainWake() {
+		t.Fatal("a durable Enqueue did not wake the delivery loop")
+	}
+	enqueue(t, s, entry("N", protoCreate, "r1", OpUpdate, "b")) // replaced in place
+	if !drainWake() {
+		t.Fatal("a replacing Enqueue did not wake the delivery loop")
+	}
+	if err := s.Fail(ctx, "N", ref); err != nil {
+		t.Fatal(err)
+	}
+	drainWake()
+	enqueue(t, s, entry("N", protoCreate, "r2", OpCreate, "c"))
+	if drainWake() {
+		t.Fatal("a write woke delivery to a destination that is backing off")
+	}
+	f.clock.Add(11 * time.Second)
+	enqueue(t, s, entry("N", protoCreate, "r3", OpCreate, "d"))
+	if !drainWake() {
+		t.Fatal("a write after the backoff passed did not wake")
+	}
+}
+
+func TestTakeDueReturnsWhatBecameDue(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	s := f.open(t, func(o *Options) { o.RetryBase = 10 * time.Second })
+	if got := s.TakeDue(); got != nil {
+		t.Fatalf("empty store: due %v", got)
+	}
+	_, refN := enqueue(t, s, entry("N", protoCreate, "r", OpCreate, "c"))
+	enqueue(t, s, entry("P", protoPlanner, "", OpOther, "p"))
+	if got := fmt.Sprint(s.TakeDue()); got != "[N P]" {
+		t.Fatalf("due = %s, want critical first", got)
+	}
+	if got := s.TakeDue(); got != nil {
+		t.Fatalf("taken twice: %v", got)
+	}
+	// A failure: N comes back only when its backoff expires.
+	if err := s.Fail(ctx, "N", refN); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, s, entry("N", protoCreate, "r2", OpCreate, "c"))
+	if got := s.TakeDue(); got != nil {
+		t.Fatalf("due while backing off: %v", got)
+	}
+	f.clock.Add(9 * time.Second)
+	if got := s.TakeDue(); got != nil {
+		t.Fatalf("due before the backoff expired: %v", got)
+	}
+	f.clock.Add(2 * time.Second)
+	if got := fmt.Sprint(s.TakeDue()); got != "[N]" {
+		t.Fatalf("after the backoff: %s", got)
+	}
+	// A nudge makes it due at once; a write to a due destination too.
+	s.Fail(ctx, "N", refN)
+	if err := s.Nudge(ctx, "N"); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(s.TakeDue()); got != "[N]" {
+		t.Fatalf("after a nudge: %s", got)
+	}
+	enqueue(t, s, entry("P", protoPlanner, "", OpOther, "p2"))
+	if got := fmt.Sprint(s.TakeDue()); got != "[P]" {
+		t.Fatalf("after a write: %s", got)
+	}
+	// A wall clock that jumps back does not strand a backed-off destination.
+	s.Fail(ctx, "N", refN)
+	f.clock.Add(-24 * time.Hour)
+	if got := s.TakeDue(); !slices.Contains(got, "N") {
+		t.Fatalf("clock jump back: due %v, N stranded", got)
+	}
+	// What a restart owes is due at open.
+	s.Close()
+	s = f.open(t)
+	if got := fmt.Sprint(s.TakeDue()); got != "[N P]" {
+		t.Fatalf("after reopen: %s", got)
 	}
 }

@@ -106,6 +106,17 @@ type ControlRequest struct {
 	ID    string `json:"id,omitempty"`    // put: resource ID
 	Owner string `json:"owner,omitempty"` // put: owning peer (default: this node)
 	Body  string `json:"body,omitempty"`  // put: the resource document
+	// Items, if given to put, are many changes made in one durable
+	// transaction (all or none); Kind, ID, Owner and Body are then unused.
+	Items []ControlPut `json:"items,omitempty"`
+}
+
+// ControlPut is one change of a batched put.
+type ControlPut struct {
+	Kind  string `json:"kind"`
+	ID    string `json:"id"`
+	Owner string `json:"owner,omitempty"`
+	Body  string `json:"body,omitempty"`
 }
 
 // ControlResponse wraps every answer.
@@ -122,16 +133,24 @@ func (n *Node) Control(ctx context.Context, req ControlRequest) ControlResponse 
 		st := n.Status()
 		return ControlResponse{Status: &st}
 	case "put":
-		op := map[string]dtn.Op{"create": dtn.OpCreate, "update": dtn.OpUpdate, "delete": dtn.OpDelete}[req.Kind]
-		owner := n.id
-		if req.Owner != "" {
-			p, err := peer.Decode(req.Owner)
-			if err != nil {
-				return ControlResponse{Error: "owner: " + err.Error()}
-			}
-			owner = p
+		items := req.Items
+		if len(items) == 0 {
+			items = []ControlPut{{Kind: req.Kind, ID: req.ID, Owner: req.Owner, Body: req.Body}}
 		}
-		if err := n.PutResource(ctx, op, req.ID, owner, []byte(req.Body)); err != nil {
+		changes := make([]ResourceChange, 0, len(items))
+		for _, it := range items {
+			op := map[string]dtn.Op{"create": dtn.OpCreate, "update": dtn.OpUpdate, "delete": dtn.OpDelete}[it.Kind]
+			owner := n.id
+			if it.Owner != "" {
+				p, err := peer.Decode(it.Owner)
+				if err != nil {
+					return ControlResponse{Error: "owner: " + err.Error()}
+				}
+				owner = p
+			}
+			changes = append(changes, ResourceChange{Op: op, ID: it.ID, Owner: owner, Body: []byte(it.Body)})
+		}
+		if err := n.PutResources(ctx, changes); err != nil {
 			return ControlResponse{Error: err.Error()}
 		}
 		return ControlResponse{}

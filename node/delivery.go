@@ -2,6 +2,7 @@ package node
 
 import (
 	"bufio"
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -18,12 +19,17 @@ import (
 	"gardend/dtn"
 )
 
-// deliveryLoop drains every destination that is due, one drain per
-// destination at a time. It wakes on the store's Wake (a nudge, a cleared
-// backoff) and once a second for backoffs that expire.
+// deliveryLoop starts a drain for every destination that becomes due
+// (store.TakeDue: written to, nudged, backoff expired), at most
+// MaxDrains at a time. A destination this node may not contact yet waits
+// in a timer heap until it may (its next window), or for an event (a
+// connection nudges the store). A destination already draining is told
+// there is more, so its open stream carries the new entries. Nothing here
+// looks at every destination: the work follows what is due.
 func (n *Node) deliveryLoop() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	var deferred deferrals
 	lastPrune := n.o.Now()
 	for {
 		n.alive.Store(time.Now().UnixNano())
@@ -31,34 +37,126 @@ func (n *Node) deliveryLoop() {
 		case <-n.ctx.Done():
 			return
 		case <-n.store.Wake():
+		case <-n.kick:
 		case <-tick.C:
 		}
-		for _, d := range n.store.Due() {
+		now := n.o.Now()
+		due := n.store.TakeDue()
+		for len(deferred) > 0 && !deferred[0].at.After(now) {
+			due = append(due, string(heap.Pop(&deferred).(deferral).dest))
+		}
+		for _, d := range due {
 			dest := peer.ID(d)
-			if !n.mayContact(dest) {
+			if ok, retry := n.mayContactAt(dest, now); !ok {
+				if !retry.IsZero() {
+					heap.Push(&deferred, deferral{at: retry, dest: dest})
+				}
 				continue
 			}
-			n.deliveryMu.Lock()
-			busy := n.draining[dest]
-			n.draining[dest] = true
-			n.deliveryMu.Unlock()
-			if !busy {
-				n.loop(func() {
-					defer func() {
-						n.deliveryMu.Lock()
-						delete(n.draining, dest)
-						n.deliveryMu.Unlock()
-					}()
-					n.drain(dest)
-				})
-			}
+			n.startDrain(dest)
 		}
-		if n.o.Now().Sub(lastPrune) > time.Hour {
-			lastPrune = n.o.Now()
-			if err := n.pruneApplied(n.ctx, 30*24*time.Hour); err != nil {
+		if now.Sub(lastPrune) > pruneEvery {
+			lastPrune = now
+			if err := n.pruneApplied(n.ctx, appliedKeep); err != nil {
 				n.log.Warn("prune applied set", "err", err)
 			}
 		}
+	}
+}
+
+// deferral is a destination to look at again at a given time.
+type deferral struct {
+	at   time.Time
+	dest peer.ID
+}
+
+type deferrals []deferral
+
+func (h deferrals) Len() int           { return len(h) }
+func (h deferrals) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h deferrals) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *deferrals) Push(x any)        { *h = append(*h, x.(deferral)) }
+func (h *deferrals) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// startDrain starts a drain of dest, or queues it when MaxDrains run
+// (first come, first served), unless it is draining already, which is
+// then told that more was queued.
+func (n *Node) startDrain(dest peer.ID) {
+	n.deliveryMu.Lock()
+	defer n.deliveryMu.Unlock()
+	if more, busy := n.draining[dest]; busy {
+		signal(more)
+		return
+	}
+	if n.waitingSet[dest] {
+		return
+	}
+	if n.running >= n.o.MaxDrains {
+		n.waiting = append(n.waiting, dest)
+		n.waitingSet[dest] = true
+		n.Metrics.Inc("drains_queued")
+		return
+	}
+	n.runDrainLocked(dest)
+}
+
+// runDrainLocked starts a drain worker for dest; deliveryMu is held.
+func (n *Node) runDrainLocked(dest peer.ID) {
+	more := make(chan struct{}, 1)
+	n.draining[dest] = more
+	n.running++
+	n.peakDrains = max(n.peakDrains, n.running)
+	n.loop(func() {
+		for {
+			n.Metrics.Inc("drains_started")
+			unfinished := n.drain(dest, more)
+			n.deliveryMu.Lock()
+			delete(n.draining, dest)
+			// Work signalled after the drain's last look would wait for
+			// the ticker: go round again now.
+			select {
+			case <-more:
+				signal(n.kick)
+			default:
+			}
+			if unfinished && n.ctx.Err() == nil {
+				// Its turn is over while others wait: to the back.
+				n.waiting = append(n.waiting, dest)
+				n.waitingSet[dest] = true
+			}
+			if len(n.waiting) == 0 || n.ctx.Err() != nil {
+				n.running--
+				n.deliveryMu.Unlock()
+				return
+			}
+			// This worker takes the longest waiting destination.
+			dest = n.waiting[0]
+			n.waiting = n.waiting[1:]
+			delete(n.waitingSet, dest)
+			more = make(chan struct{}, 1)
+			n.draining[dest] = more
+			n.deliveryMu.Unlock()
+		}
+	})
+}
+
+// othersWaiting reports whether destinations wait for a drain worker.
+func (n *Node) othersWaiting() bool {
+	n.deliveryMu.Lock()
+	defer n.deliveryMu.Unlock()
+	return len(n.waiting) > 0
+}
+
+// signal sends on a channel of capacity 1 without blocking.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
 	}
 }
 
@@ -70,84 +168,139 @@ func (n *Node) deliveryLoop() {
 // SYN and its retransmission (1 s, then 3 s) plus the handshake.
 const nanoCallWait = 8 * time.Second
 
-// mayContact says whether the node may try to reach p now: inside the
-// contact plan, and connected or with known addresses; a master leaves the
-// first call of a pass to the nano.
+// mayContact says whether the node may try to reach p now.
 func (n *Node) mayContact(p peer.ID) bool {
+	ok, _ := n.mayContactAt(p, n.o.Now())
+	return ok
+}
+
+// recheckUnreachable is how long a destination that cannot be reached
+// (no address, no connection) waits before it is looked at again, should
+// no connection nudge it first.
+const recheckUnreachable = 30 * time.Second
+
+// mayContactAt says whether the node may try to reach p at now: inside the
+// contact plan, and connected or with known addresses; a master leaves the
+// first call of a pass to the nano. If not, retry is when to look again.
+func (n *Node) mayContactAt(p peer.ID, now time.Time) (ok bool, retry time.Time) {
 	if !n.inContact(p) {
-		return false
+		return false, n.nextContact(p, now)
 	}
 	if n.Connected(p) {
-		return true
+		return true, time.Time{}
 	}
 	if len(n.h.Peerstore().Addrs(p)) == 0 {
-		return false
+		return false, now.Add(recheckUnreachable)
 	}
 	if _, ok := n.nanos[p]; ok {
 		c := n.nanoContact(p)
 		if c.Plan != nil {
-			now := n.o.Now()
 			if w, ok := c.Plan.Current(now, c.Profile.Guard); ok && now.Sub(w.Start) < nanoCallWait {
-				return false
+				return false, w.Start.Add(nanoCallWait)
 			}
 		}
 	}
-	return true
+	return true, time.Time{}
 }
+
+// nextContact is when p may next be in contact: the next window of this
+// nano's own plan, or of the nano p's; a minute from now without a plan
+// ahead (the plan may be replaced meanwhile).
+func (n *Node) nextContact(p peer.ID, now time.Time) time.Time {
+	c := n.contact()
+	if !n.o.Roles.Has(RoleNano) {
+		c = n.nanoContact(p)
+	}
+	if c.Plan != nil {
+		if w, ok := c.Plan.NextStart(now); ok {
+			return maxTime(w.Start.Add(-c.Profile.Guard), now.Add(time.Second))
+		}
+	}
+	return now.Add(time.Minute)
+}
+
+// drainTurn is how many entries one drain sends before it yields its
+// worker to destinations waiting for one.
+const drainTurn = 4096
 
 // drain delivers dest's queue over as many streams as protocols change,
 // keeping up to DeliveryWindow entries in flight, until the queue is empty
-// or the link fails.
-func (n *Node) drain(dest peer.ID) {
+// or the link fails. more is signalled when entries are queued meanwhile.
+// It reports unfinished when it yielded with entries left because other
+// destinations wait for a worker.
+func (n *Node) drain(dest peer.ID, more chan struct{}) (unfinished bool) {
+	total := 0
 	for n.ctx.Err() == nil {
 		first, err := n.store.Peek(string(dest), 1)
 		if err != nil || len(first) == 0 {
-			return
+			return false
 		}
-		sent, err := n.drainProtocol(dest, first[0].Protocol)
+		if total >= drainTurn && n.othersWaiting() {
+			return true
+		}
+		sent, err := n.drainProtocol(dest, first[0].Protocol, more)
+		total += sent
 		if err != nil {
 			n.Metrics.Inc("delivery_failures")
 			n.log.Debug("delivery interrupted", "peer", dest, "sent", sent, "err", err)
 			if ferr := n.store.Fail(n.ctx, string(dest), first[0].Ref); ferr != nil && !errors.Is(ferr, context.Canceled) {
 				n.log.Warn("record delivery failure", "peer", dest, "err", ferr)
 			}
-			return
+			return false
 		}
 		if sent == 0 {
-			return
+			return false
 		}
 	}
+	return false
 }
 
-// inflight tracks entries sent and not yet acknowledged on one stream.
+// deliveryChunk is how many entries a sender reads from the store at once.
+const deliveryChunk = 64
+
+// maxAckBatch bounds the acknowledgements deleted in one transaction (and
+// so the work lost to a failed one).
+const maxAckBatch = 1024
+
+// inflight tracks entries sent on one stream: in the window until their
+// ack arrives, then unsaved until the ack's deletion is durable.
 type inflight struct {
-	mu      sync.Mutex
-	cond    *sync.Cond
-	refs    map[uint64]dtn.Ref
-	done    bool
-	readErr error
+	mu       sync.Mutex
+	refs     map[uint64]dtn.Ref // sent, not acknowledged
+	unsaved  int                // acknowledged, deletion not yet committed
+	done     bool
+	readErr  error
+	progress chan struct{} // signalled when refs or unsaved shrink, or done
+}
+
+func (fl *inflight) state() (inWindow, outstanding int, done bool) {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	return len(fl.refs), len(fl.refs) + fl.unsaved, fl.done
 }
 
 // drainProtocol sends the consecutive entries of protocol proto at the head
-// of dest's queue on one stream; a reader goroutine applies the acks.
-func (n *Node) drainProtocol(dest peer.ID, proto string) (sent int, err error) {
+// of dest's queue on one stream; a reader goroutine applies the acks. The
+// stream stays open while entries keep coming (more) or acks are due; it
+// ends when the queue holds nothing further for proto and every entry sent
+// is acknowledged and deleted.
+func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (sent int, err error) {
 	s, err := n.newStream(n.ctx, dest, proto)
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", proto, err)
 	}
 	defer s.Close()
-	fl := &inflight{refs: map[uint64]dtn.Ref{}}
-	fl.cond = sync.NewCond(&fl.mu)
+	fl := &inflight{refs: map[uint64]dtn.Ref{}, progress: make(chan struct{}, 1)}
 	r := n.c.NewReader(s)
 	var readers sync.WaitGroup
 	readers.Add(1)
 	go func() {
 		defer readers.Done()
-		fl.readErr = n.readAcks(s, r, dest, proto, fl)
+		err := n.readAcks(s, r, dest, proto, fl)
 		fl.mu.Lock()
-		fl.done = true
-		fl.cond.Broadcast()
+		fl.readErr, fl.done = err, true
 		fl.mu.Unlock()
+		signal(fl.progress)
 	}()
 	defer func() {
 		if err != nil {
@@ -162,51 +315,73 @@ func (n *Node) drainProtocol(dest peer.ID, proto string) (sent int, err error) {
 	// fewer yamux and Noise frames are bytes given back to payload.
 	bw := bufio.NewWriterSize(s, 16<<10)
 	flush := func() error {
+		if bw.Buffered() == 0 {
+			return nil
+		}
 		s.SetWriteDeadline(time.Now().Add(n.o.IOTimeout))
 		return bw.Flush()
 	}
+	readerDone := func() (int, error) {
+		fl.mu.Lock()
+		defer fl.mu.Unlock()
+		return sent, cmpErr(fl.readErr, io.ErrUnexpectedEOF)
+	}
+	wait := func(alsoMore bool) error {
+		var moreC chan struct{}
+		if alsoMore {
+			moreC = more
+		}
+		select {
+		case <-fl.progress:
+		case <-moreC:
+		case <-n.ctx.Done():
+			return n.ctx.Err()
+		}
+		return nil
+	}
 	var after uint64
+	var buf []dtn.Entry
 	for {
-		fl.mu.Lock()
-		full := len(fl.refs) >= n.o.DeliveryWindow
-		fl.mu.Unlock()
-		if full {
-			if err := flush(); err != nil {
-				return sent, err
-			}
-		}
-		fl.mu.Lock()
-		for len(fl.refs) >= n.o.DeliveryWindow && !fl.done {
-			fl.cond.Wait()
-		}
-		done := fl.done
-		fl.mu.Unlock()
+		inWindow, outstanding, done := fl.state()
 		if done {
-			return sent, cmpErr(fl.readErr, io.ErrUnexpectedEOF)
+			return readerDone()
 		}
-		es, err := n.store.PeekAfter(string(dest), after, 1)
-		if err != nil {
-			return sent, err
-		}
-		if len(es) == 0 || es[0].Protocol != proto {
-			// Nothing more for this stream: send what is buffered, then wait
-			// for the acks in flight.
+		if inWindow >= n.o.DeliveryWindow {
 			if err := flush(); err != nil {
 				return sent, err
 			}
-			fl.mu.Lock()
-			for len(fl.refs) > 0 && !fl.done {
-				fl.cond.Wait()
+			if err := wait(false); err != nil {
+				return sent, err
 			}
-			pending, rerr := len(fl.refs), fl.readErr
-			fl.mu.Unlock()
-			if pending > 0 {
-				return sent, cmpErr(rerr, io.ErrUnexpectedEOF)
-			}
-			// More may have been queued meanwhile; the caller peeks again.
-			return sent, nil
+			continue
 		}
-		e := es[0]
+		if len(buf) == 0 {
+			if buf, err = n.store.PeekAfter(string(dest), after, deliveryChunk); err != nil {
+				return sent, err
+			}
+		}
+		// A long drain yields its worker to destinations waiting for one.
+		yield := sent >= drainTurn && n.othersWaiting()
+		if yield || len(buf) == 0 || buf[0].Protocol != proto {
+			// Nothing more for this stream now: send what is buffered, then
+			// wait for the acks in flight, or for more entries, which go on
+			// this same stream.
+			if err := flush(); err != nil {
+				return sent, err
+			}
+			if outstanding == 0 {
+				// More may have been queued for another protocol; the
+				// caller peeks again.
+				return sent, nil
+			}
+			if err := wait(len(buf) == 0 && !yield); err != nil {
+				return sent, err
+			}
+			buf = nil // look again: entries may have been queued meanwhile
+			continue
+		}
+		e := buf[0]
+		buf = buf[1:]
 		msg, err := n.deliveryMessage(e)
 		if err != nil {
 			// A payload we cannot decode will never deliver: drop it loudly.
@@ -270,20 +445,75 @@ func (n *Node) deliveryMessage(e dtn.Entry) (any, error) {
 	return nil, fmt.Errorf("no wire form for protocol %s", e.Protocol)
 }
 
-// readAcks applies acknowledgements as they arrive; it returns when the
-// stream ends.
+// readAcks takes acknowledgements as they arrive; it returns when the
+// stream ends. Each ack frees its window slot at once; a second goroutine
+// deletes the acked entries from the store, every ack that arrived
+// meanwhile in one transaction, so reading never waits for a commit.
 func (n *Node) readAcks(s network.Stream, r *codec.FrameReader, dest peer.ID, proto string, fl *inflight) error {
+	var (
+		mu      sync.Mutex
+		acked   []dtn.Ref
+		saveErr error
+	)
+	kick := make(chan struct{}, 1)
+	stop := make(chan struct{})
+	saved := make(chan struct{})
+	go func() {
+		defer close(saved)
+		for last := false; !last; {
+			select {
+			case <-kick:
+			case <-stop:
+				last = true // save what is left, then end
+			}
+			mu.Lock()
+			refs := acked
+			acked = nil
+			mu.Unlock()
+			if n.o.beforeAckSave != nil && len(refs) > 0 {
+				n.o.beforeAckSave(len(refs))
+			}
+			for len(refs) > 0 {
+				k := min(len(refs), maxAckBatch)
+				err := n.store.AckAll(n.ctx, string(dest), refs[:k])
+				if err == nil {
+					n.Metrics.Add("delivery_acked", uint64(k))
+					n.Metrics.Inc("delivery_ack_commits")
+				} else {
+					mu.Lock()
+					saveErr = cmpErr(saveErr, err)
+					mu.Unlock()
+				}
+				fl.mu.Lock()
+				fl.unsaved -= k
+				fl.mu.Unlock()
+				signal(fl.progress)
+				refs = refs[k:]
+			}
+		}
+	}()
+	finish := func(err error) error {
+		close(stop)
+		<-saved
+		mu.Lock()
+		defer mu.Unlock()
+		return cmpErr(saveErr, err)
+	}
 	for {
 		m, err := n.read(s, r, proto, 0)
 		if err != nil {
-			return err
+			return finish(err)
 		}
 		ack, ok := m.(*Ack)
 		if !ok {
-			return fmt.Errorf("%w: expected an ack", codec.ErrWrongProtocol)
+			return finish(fmt.Errorf("%w: expected an ack", codec.ErrWrongProtocol))
 		}
 		fl.mu.Lock()
 		ref, ok := fl.refs[ack.ID]
+		if ok {
+			delete(fl.refs, ack.ID)
+			fl.unsaved++
+		}
 		fl.mu.Unlock()
 		if !ok {
 			n.Metrics.Inc("delivery_unexpected_acks")
@@ -293,14 +523,17 @@ func (n *Node) readAcks(s network.Stream, r *codec.FrameReader, dest peer.ID, pr
 			n.Metrics.Inc("delivery_refused")
 			n.log.Warn("peer refused a delivery for good; dropping it", "peer", dest, "protocol", proto, "reason", ack.Reason)
 		}
-		if err := n.store.Ack(n.ctx, string(dest), ref); err != nil {
-			return err
+		mu.Lock()
+		acked = append(acked, ref)
+		failed := saveErr
+		mu.Unlock()
+		if failed != nil {
+			return finish(nil)
 		}
-		n.Metrics.Inc("delivery_acked")
-		fl.mu.Lock()
-		delete(fl.refs, ack.ID)
-		fl.cond.Broadcast()
-		fl.mu.Unlock()
+		signal(fl.progress)
+		if !r.FrameBuffered() {
+			signal(kick)
+		}
 	}
 }
 
@@ -324,9 +557,20 @@ func (n *Node) gateSender(from peer.ID) error {
 	return nil
 }
 
-// serveDeliveries reads messages of one application protocol, applies each
-// durably and acknowledges it.
-func (n *Node) serveDeliveries(s network.Stream, r *codec.FrameReader, proto string, apply func(from peer.ID, m any) (id uint64, name string, dup bool, err error)) error {
+// deliveryReadBuffer is the read buffer of a delivery stream's receiver.
+const deliveryReadBuffer = 32 << 10
+
+// maxApplyBatch bounds the deliveries a receiver applies in one
+// transaction.
+const maxApplyBatch = 256
+
+// serveDeliveries reads messages of one application protocol and applies
+// them durably, then acknowledges them. A reader goroutine judges each
+// delivery as it arrives (refusals are decided there, outside any
+// transaction); the applier takes every delivery read meanwhile and applies
+// them in one transaction, so a commit in progress never stops the reading
+// and the next commit carries all that arrived during this one.
+func (n *Node) serveDeliveries(s network.Stream, r *codec.FrameReader, proto string, prepare func(from peer.ID, m any) (*received, error)) error {
 	from := s.Conn().RemotePeer()
 	if err := n.gateSender(from); err != nil {
 		n.log.Warn("refused delivery", "peer", from, "protocol", proto, "err", err)
@@ -334,10 +578,8 @@ func (n *Node) serveDeliveries(s network.Stream, r *codec.FrameReader, proto str
 	}
 	n.liveness.Seen(from, n.o.Now())
 	// Acks are written through a buffer and flushed when no further
-	// mutation is already in hand: a drain's acks then share segments and
-	// frames instead of costing ~100 bytes of headers each on the way back.
-	// "In hand" means a whole frame: the sender's 16 KB writes split
-	// mutations, and the rest of one arrives up to 2 s later.
+	// delivery is in hand: a drain's acks then share segments and frames
+	// instead of costing ~100 bytes of headers each on the way back.
 	bw := bufio.NewWriterSize(s, 2048)
 	defer func() { // whatever ends the stream, still tell the peer what was applied
 		if bw.Buffered() > 0 {
@@ -345,66 +587,136 @@ func (n *Node) serveDeliveries(s network.Stream, r *codec.FrameReader, proto str
 			bw.Flush()
 		}
 	}()
+	var (
+		mu      sync.Mutex
+		inHand  []*received
+		readErr error
+		ended   bool
+	)
+	ready := make(chan struct{}, 1) // the reader added something or ended
+	room := make(chan struct{}, 1)  // the applier took what was in hand
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			m, err := n.read(s, r, proto, 2*time.Minute)
+			var rc *received
+			if err == nil {
+				rc, err = prepare(from, m)
+			}
+			mu.Lock()
+			if err != nil {
+				readErr, ended = err, true
+			} else {
+				inHand = append(inHand, rc)
+			}
+			full := len(inHand) >= maxApplyBatch
+			mu.Unlock()
+			// "In hand" means whole frames: the sender's 16 KB writes split
+			// mutations, and the rest of one arrives up to 2 s later. Tell
+			// the applier only when nothing more can be read at once.
+			if err != nil || full || !r.FrameBuffered() {
+				signal(ready)
+			}
+			if err != nil {
+				return
+			}
+			for full {
+				select {
+				case <-room:
+				case <-stop:
+					return
+				}
+				mu.Lock()
+				full = len(inHand) >= maxApplyBatch
+				mu.Unlock()
+			}
+		}
+	}()
 	for {
-		if !r.FrameBuffered() && bw.Buffered() > 0 {
+		select {
+		case <-ready:
+		case <-n.ctx.Done():
+			return n.ctx.Err()
+		}
+		mu.Lock()
+		batch := inHand
+		inHand = nil
+		rerr, end := readErr, ended
+		mu.Unlock()
+		signal(room)
+		n.applyReceived(n.ctx, from, batch)
+		if n.o.afterApply != nil && len(batch) > 0 {
+			var names []string
+			for _, rc := range batch {
+				if rc.refusal == nil && rc.err == nil && !rc.dup {
+					names = append(names, rc.name)
+				}
+			}
+			n.o.afterApply(names)
+		}
+		var applyErr error
+		for _, rc := range batch {
+			ack := &Ack{ID: rc.id}
+			switch {
+			case rc.refusal != nil:
+				ack.Status, ack.Reason = AckRefused, rc.refusal.Reason
+				n.Metrics.Inc("deliveries_refused")
+			case rc.err != nil:
+				// Not applied: no ack, the sender will retry.
+				applyErr = cmpErr(applyErr, rc.err)
+				continue
+			case rc.dup:
+				n.Metrics.Inc("deliveries_duplicate")
+			default:
+				n.Metrics.Inc("deliveries_applied")
+				if n.o.OnApplied != nil {
+					n.o.OnApplied(from, strings.TrimPrefix(proto, ProtocolPrefix+"/"), rc.name)
+				}
+			}
+			s.SetWriteDeadline(time.Now().Add(n.o.IOTimeout))
+			if err := n.c.WriteMessage(bw, ack); err != nil {
+				return err
+			}
+		}
+		if applyErr != nil {
+			return applyErr
+		}
+		if end {
+			return rerr
+		}
+		mu.Lock()
+		more := len(inHand) > 0
+		mu.Unlock()
+		if !more && bw.Buffered() > 0 {
 			s.SetWriteDeadline(time.Now().Add(n.o.IOTimeout))
 			if err := bw.Flush(); err != nil {
 				return err
 			}
 		}
-		m, err := n.read(s, r, proto, 2*time.Minute)
-		if err != nil {
-			return err
-		}
-		id, name, dup, err := apply(from, m)
-		ack := &Ack{ID: id}
-		var ref *Refusal
-		switch {
-		case errors.As(err, &ref):
-			ack.Status, ack.Reason = AckRefused, ref.Reason
-			n.Metrics.Inc("deliveries_refused")
-		case err != nil:
-			return err // not applied: no ack, the sender will retry
-		case dup:
-			n.Metrics.Inc("deliveries_duplicate")
-		default:
-			n.Metrics.Inc("deliveries_applied")
-			if n.o.OnApplied != nil {
-				n.o.OnApplied(from, strings.TrimPrefix(proto, ProtocolPrefix+"/"), name)
-			}
-		}
-		s.SetWriteDeadline(time.Now().Add(n.o.IOTimeout))
-		if err := n.c.WriteMessage(bw, ack); err != nil {
-			return err
-		}
 	}
 }
 
 func (n *Node) serveResource(s network.Stream, r *codec.FrameReader) error {
-	return n.serveDeliveries(s, r, ProtoResource, func(from peer.ID, m any) (uint64, string, bool, error) {
+	return n.serveDeliveries(s, r, ProtoResource, func(from peer.ID, m any) (*received, error) {
 		mu, ok := m.(*Mutation)
 		if !ok {
-			return 0, "", false, fmt.Errorf("%w: expected a mutation", codec.ErrWrongProtocol)
+			return nil, fmt.Errorf("%w: expected a mutation", codec.ErrWrongProtocol)
 		}
-		dup, err := n.receiveMutation(n.ctx, from, mu)
-		return mu.ID, mu.Resource, dup, err
+		return n.prepareMutation(from, mu), nil
 	})
 }
 
 func (n *Node) serveBooking(s network.Stream, r *codec.FrameReader) error {
-	return n.serveDeliveries(s, r, ProtoBooking, func(from peer.ID, m any) (uint64, string, bool, error) {
+	return n.serveDeliveries(s, r, ProtoBooking, func(from peer.ID, m any) (*received, error) {
 		b, ok := m.(*Booking)
 		if !ok {
-			return 0, "", false, fmt.Errorf("%w: expected a booking", codec.ErrWrongProtocol)
+			return nil, fmt.Errorf("%w: expected a booking", codec.ErrWrongProtocol)
 		}
-		var dup bool
-		var err error
 		if n.o.Roles.Has(RoleNano) {
-			dup, err = n.receiveBooking(n.ctx, from, b)
-		} else {
-			dup, err = n.receiveBookingAtMaster(n.ctx, from, b)
+			return n.prepareBooking(from, b), nil
 		}
-		return b.ID, b.Booking, dup, err
+		return n.prepareBookingAtMaster(from, b), nil
 	})
 }
 

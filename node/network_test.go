@@ -29,11 +29,13 @@ type testNet struct {
 
 type tnode struct {
 	*Node
-	name  string
-	key   crypto.PrivKey
-	host  *Host
-	store *dtn.Store
-	opts  Options
+	name      string
+	key       crypto.PrivKey
+	ks        hsm.Keystore
+	host      *Host
+	store     *dtn.Store
+	storeOpts dtn.Options
+	opts      Options
 }
 
 func newTestNet(t testing.TB) *testNet {
@@ -72,7 +74,7 @@ func (tn *testNet) peerOf(name string, roles Roles, storeOpts ...func(*dtn.Optio
 	if err != nil {
 		t.Fatal(err)
 	}
-	tnd := &tnode{name: name, key: key, host: h, store: st}
+	tnd := &tnode{name: name, key: key, ks: ks, host: h, store: st, storeOpts: so}
 	tnd.opts = Options{Name: name, Roles: roles, Host: h, Key: key, Store: st, Codec: tn.codec,
 		HeartbeatInterval: 200 * time.Millisecond, IOTimeout: 5 * time.Second}
 	t.Cleanup(func() {
@@ -80,7 +82,7 @@ func (tn *testNet) peerOf(name string, roles Roles, storeOpts ...func(*dtn.Optio
 			tnd.Node.Close()
 		}
 		h.Close()
-		st.Close()
+		tnd.store.Close()
 		ks.Close()
 	})
 	tn.nodes = append(tn.nodes, tnd)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -71,13 +72,21 @@ type Options struct {
 	// from the frame limit for a 64 kbit/s link (frameTimeout).
 	FrameTimeout           time.Duration
 	DeliveryWindow         int  // entries in flight per destination; 0: 128
-	MaxSessions            int  // indexer heartbeat sessions; 0: 500
+	MaxDrains              int  // destinations drained at once; 0: 32
+	MaxSessions            int  // indexer heartbeat sessions; 0: 16384
 	MaxHeartbeatsPerMinute int  // per peer; 0: 30
 	DHT                    bool // indexer: serve the Kademlia DHT
 	DHTBootstrap           []peer.AddrInfo
 	// OnApplied, if set, is told of every delivery applied here (kind is
 	// "resource" or "booking"). It must not block.
 	OnApplied func(from peer.ID, kind, id string)
+
+	// Crash tests only: afterApply runs after a batch of deliveries is
+	// durably applied (names: those applied for the first time) and before
+	// any is acknowledged; beforeAckSave runs when acks have arrived and
+	// before their entries are deleted.
+	afterApply    func(names []string)
+	beforeAckSave func(n int)
 }
 
 func (o *Options) fill() {
@@ -106,13 +115,22 @@ func (o *Options) fill() {
 		// (flight bench: goodput 0.87-0.90 with 32, 0.93 with 128).
 		o.DeliveryWindow = 128
 	}
+	if o.MaxDrains == 0 {
+		// A ground restart owes every nano its backlog: a bounded pool of
+		// drains, not one stream and three goroutines per nano at once.
+		o.MaxDrains = DefaultMaxDrains
+	}
 	if o.MaxSessions == 0 {
-		o.MaxSessions = 500
+		o.MaxSessions = 16384
 	}
 	if o.MaxHeartbeatsPerMinute == 0 {
 		o.MaxHeartbeatsPerMinute = 30
 	}
 }
+
+// DefaultMaxDrains is how many destinations a node drains at once unless
+// configured otherwise.
+const DefaultMaxDrains = 32
 
 // Node is one gardend process's roles running on one host.
 type Node struct {
@@ -141,7 +159,13 @@ type Node struct {
 	alive atomic.Int64 // Unix ns of the delivery loop's last turn
 
 	deliveryMu sync.Mutex
-	draining   map[peer.ID]bool
+	draining   map[peer.ID]chan struct{} // destinations being drained → "more was queued"
+	kick       chan struct{}             // a drain ended with work signalled: look again
+	nanoEvents chan peer.ID              // master: nanos to look at now (watchNanos)
+	running    int                       // drain workers
+	peakDrains int                       // most drain workers at once (benchmarks)
+	waiting    []peer.ID                 // due destinations waiting for a worker, oldest first
+	waitingSet map[peer.ID]bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -162,7 +186,7 @@ func New(o Options) (*Node, error) {
 		return nil, errors.New("node: a nano needs its master's peer ID")
 	}
 	n := &Node{o: o, id: o.Host.ID(), h: o.Host, c: o.Codec, store: o.Store, log: o.Log,
-		Metrics: NewMetrics(), nanos: map[peer.ID]peer.AddrInfo{}, draining: map[peer.ID]bool{}, liveness: NewLiveness(),
+		Metrics: NewMetrics(), nanos: map[peer.ID]peer.AddrInfo{}, draining: map[peer.ID]chan struct{}{}, kick: make(chan struct{}, 1), waitingSet: map[peer.ID]bool{}, nanoEvents: make(chan peer.ID, 1024), liveness: NewLiveness(),
 		ownContact: o.Contact, nanoContacts: map[peer.ID]Contact{}}
 	for p, c := range o.NanoContacts {
 		n.nanoContacts[p] = c
@@ -293,7 +317,15 @@ func (n *Node) loop(f func()) {
 func (n *Node) handle(proto string, h func(s network.Stream, r *codec.FrameReader) error) {
 	short := strings.TrimPrefix(proto, ProtocolPrefix+"/")
 	n.h.SetStreamHandler(protocol.ID(proto), func(s network.Stream) {
-		r := n.c.NewReaderMax(s, frameLimit(proto))
+		var r *codec.FrameReader
+		if proto == ProtoResource || proto == ProtoBooking {
+			// A receiver applies every delivery in hand in one transaction:
+			// the read buffer bounds how many that can be (≈ 80 mutations
+			// of 400 bytes).
+			r = n.c.NewReaderMax(bufio.NewReaderSize(s, deliveryReadBuffer), frameLimit(proto))
+		} else {
+			r = n.c.NewReaderMax(s, frameLimit(proto))
+		}
 		r.SetBudget(s.Scope())
 		err := h(s, r)
 		if err == nil || errors.Is(err, io.EOF) {
@@ -417,6 +449,9 @@ func (n *Node) watchConnections(sub event.Subscription) {
 			e := ev.(event.EvtPeerConnectednessChanged)
 			if e.Connectedness == network.Connected {
 				n.liveness.Seen(e.Peer, n.o.Now())
+				if _, ok := n.nanos[e.Peer]; ok {
+					n.nanoChanged(e.Peer)
+				}
 			}
 			if e.Connectedness == network.Connected && n.store.Len(string(e.Peer)) > 0 {
 				n.h.ClearBackoff(e.Peer)

@@ -265,13 +265,6 @@ func TestADayOfOrbits(t *testing.T) {
 		len(resources), len(deliveredAt), renewals, suspectedC.Sub(silent.End))
 }
 
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
 // GetResourceOrNil is GetResource for tests.
 func (n *Node) GetResourceOrNil(id string) *Resource {
 	r, _ := n.GetResource(id)

@@ -217,6 +217,26 @@ func (l *Liveness) Check(now time.Time) (suspected, recovered []peer.ID) {
 	return suspected, recovered
 }
 
+// CheckPeer judges one peer at now: 1 if it became suspected, -1 if it
+// recovered, 0 if nothing changed.
+func (l *Liveness) CheckPeer(p peer.ID, now time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st, ok := l.peers[p]
+	if !ok {
+		return 0
+	}
+	s, was := st.suspect(now), st.suspected
+	st.suspected = s
+	switch {
+	case s && !was:
+		return 1
+	case !s && was:
+		return -1
+	}
+	return 0
+}
+
 // Suspected lists the peers suspected at the last Check.
 func (l *Liveness) Suspected() []peer.ID {
 	l.mu.Lock()

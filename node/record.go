@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"container/heap"
 	"errors"
 	"fmt"
 	"sync"
@@ -177,9 +178,30 @@ func VerifyRecord(c *codec.Codec, raw []byte, now time.Time) (*VerifiedRecord, e
 // RecordBook holds the newest verified record or tombstone per peer. It is
 // the indexer's store; safe for concurrent use.
 type RecordBook struct {
-	c   *codec.Codec
-	mu  sync.Mutex
-	all map[peer.ID]*VerifiedRecord
+	c       *codec.Codec
+	mu      sync.Mutex
+	all     map[peer.ID]*VerifiedRecord
+	expires recordExpiries // every record put, by expiry: Prune pops what expired
+}
+
+// recordExpiry is a record held until at.
+type recordExpiry struct {
+	at time.Time
+	v  *VerifiedRecord
+}
+
+type recordExpiries []recordExpiry
+
+func (h recordExpiries) Len() int           { return len(h) }
+func (h recordExpiries) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h recordExpiries) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *recordExpiries) Push(x any)        { *h = append(*h, x.(recordExpiry)) }
+func (h *recordExpiries) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = recordExpiry{}
+	*h = old[:len(old)-1]
+	return x
 }
 
 // NewRecordBook returns an empty book.
@@ -211,6 +233,7 @@ func (b *RecordBook) Put(raw []byte, from peer.ID, now time.Time) (*VerifiedReco
 		}
 	}
 	b.all[v.Peer] = v
+	heap.Push(&b.expires, recordExpiry{at: v.Expires, v: v})
 	return v, nil
 }
 
@@ -225,14 +248,27 @@ func (b *RecordBook) Get(p peer.ID, now time.Time) (*VerifiedRecord, bool) {
 	return v, true
 }
 
-// Prune forgets expired records and tombstones.
+// Prune forgets expired records and tombstones. It touches only what
+// expired (and the replaced records that expired with it), not every
+// record held.
 func (b *RecordBook) Prune(now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for p, v := range b.all {
-		if !v.Expires.After(now) {
-			delete(b.all, p)
+	for len(b.expires) > 0 && !b.expires[0].at.After(now) {
+		e := heap.Pop(&b.expires).(recordExpiry)
+		if b.all[e.v.Peer] == e.v {
+			delete(b.all, e.v.Peer)
 		}
+	}
+	// Replaced records stay in the heap until their own expiry: a peer
+	// renewing often could make it grow; rebuild it when it holds more
+	// than twice the records.
+	if len(b.expires) > 2*len(b.all)+64 {
+		b.expires = b.expires[:0]
+		for _, v := range b.all {
+			b.expires = append(b.expires, recordExpiry{at: v.Expires, v: v})
+		}
+		heap.Init(&b.expires)
 	}
 }
 

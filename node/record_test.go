@@ -171,3 +171,34 @@ func TestHeartbeatsCarryTheRecordOnlyWhenNeeded(t *testing.T) {
 		return ok && nano.Metrics.Get("heartbeat_records_sent") == 2
 	})
 }
+
+// TestRecordBookPrunesByExpiry: a record renewed with a later expiry is
+// kept past its old record's expiry; expired ones go.
+func TestRecordBookPrunesByExpiry(t *testing.T) {
+	tn := newTestNet(t)
+	now := time.Now()
+	alice, bob := softKey(t), softKey(t)
+	aliceID, _ := peer.IDFromPrivateKey(alice)
+	bobID, _ := peer.IDFromPrivateKey(bob)
+	book := NewRecordBook(tn.codec)
+	mustPut := func(raw []byte, from peer.ID) {
+		if _, err := book.Put(raw, from, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustPut(recordFor(t, tn, alice, 1, now.Add(time.Minute)), aliceID)
+	mustPut(recordFor(t, tn, alice, 2, now.Add(time.Hour)), aliceID) // renewed
+	mustPut(recordFor(t, tn, bob, 1, now.Add(10*time.Minute)), bobID)
+	book.Prune(now.Add(2 * time.Minute))
+	if _, ok := book.Get(aliceID, now); !ok || book.Len() != 2 {
+		t.Fatalf("the renewed record went with its predecessor's expiry (len %d)", book.Len())
+	}
+	book.Prune(now.Add(11 * time.Minute))
+	if book.Len() != 1 {
+		t.Fatalf("bob's expired record kept: len %d", book.Len())
+	}
+	book.Prune(now.Add(2 * time.Hour))
+	if book.Len() != 0 {
+		t.Fatalf("len %d after every expiry", book.Len())
+	}
+}

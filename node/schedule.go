@@ -1,6 +1,7 @@
 package node
 
 import (
+	"container/heap"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -42,6 +43,7 @@ func (n *Node) SetNanoContact(p peer.ID, c Contact) {
 	n.nanoContacts[p] = c
 	n.contactMu.Unlock()
 	n.liveness.Watch(p, n.nanoContact(p), n.o.Now())
+	n.nanoChanged(p)
 }
 
 // inContact reports whether this node may talk to p now: a nano only inside
@@ -58,21 +60,46 @@ func (n *Node) inContact(p peer.ID) bool {
 }
 
 // watchNanos runs on a master: when a nano's window opens, its backoff is
-// cleared and its queue nudged, so delivery starts with the pass; and each
-// nano is judged present, absent as planned, or suspect.
+// cleared and its queue nudged, so delivery starts with the pass; when it
+// closes, the connection is closed; and each nano is judged present,
+// absent as planned, or suspect. Each nano is looked at only when
+// something can change for it (a window opens or closes, its grace ends, a
+// suspicion timeout could expire, it connects, its plan is replaced): a
+// timer heap, not a scan of every nano every second.
 func (n *Node) watchNanos() {
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(time.Second) // reads the (injectable) clock; pops only what is due
 	defer tick.Stop()
 	open := map[peer.ID]bool{}
+	var timers nanoTimers
+	now := n.o.Now()
+	for p := range n.nanos {
+		heap.Push(&timers, nanoTimer{at: now, nano: p})
+	}
+	next := map[peer.ID]time.Time{} // the live timer of each nano; others in the heap are stale
+	for p := range n.nanos {
+		next[p] = now
+	}
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
+		case p := <-n.nanoEvents:
+			if _, ok := n.nanos[p]; ok {
+				now := n.o.Now()
+				next[p] = now
+				heap.Push(&timers, nanoTimer{at: now, nano: p})
+			}
 		case <-tick.C:
 		}
 		now := n.o.Now()
-		for p := range n.nanos {
-			isOpen := n.nanoContact(p).Open(now)
+		for len(timers) > 0 && !timers[0].at.After(now) {
+			t := heap.Pop(&timers).(nanoTimer)
+			if !next[t.nano].Equal(t.at) {
+				continue // superseded
+			}
+			p := t.nano
+			c := n.nanoContact(p)
+			isOpen := c.Open(now)
 			if isOpen && !open[p] {
 				n.Metrics.Inc("nano_windows_opened")
 				n.h.ClearBackoff(p)
@@ -87,18 +114,89 @@ func (n *Node) watchNanos() {
 			if n.Connected(p) {
 				n.liveness.Seen(p, now)
 			}
+			switch n.liveness.CheckPeer(p, now) {
+			case 1:
+				n.Metrics.Inc("nano_suspected")
+				n.log.Warn("nano silent through a planned window: suspected", "nano", p)
+			case -1:
+				n.Metrics.Inc("nano_recovered")
+				n.log.Info("nano heard again", "nano", p)
+			}
+			at := nextNanoCheck(c, isOpen, n.Connected(p), now)
+			next[p] = at
+			heap.Push(&timers, nanoTimer{at: at, nano: p})
 		}
-		suspected, recovered := n.liveness.Check(now)
-		for _, p := range suspected {
-			n.Metrics.Inc("nano_suspected")
-			n.log.Warn("nano silent through a planned window: suspected", "nano", p)
+	}
+}
+
+// nextNanoCheck is when something can next change for a nano: its window
+// opens or closes, the grace after it ends, or (without a plan, or while
+// connected) a fraction of the suspicion timeout, so a silent nano is
+// suspected in time and a connected one kept fresh.
+func nextNanoCheck(c Contact, isOpen, connected bool, now time.Time) time.Time {
+	poll := now.Add(max(c.Profile.SuspicionTimeout/4, time.Second))
+	if c.Plan == nil || !c.Profile.WindowsOnly {
+		return poll
+	}
+	at := poll
+	earliest := func(t time.Time) {
+		if t.After(now) && t.Before(at) {
+			at = t
 		}
-		for _, p := range recovered {
-			n.Metrics.Inc("nano_recovered")
-			n.log.Info("nano heard again", "nano", p)
-		}
+	}
+	if w, ok := c.Plan.Current(now, c.Profile.Guard); ok && isOpen {
+		earliest(w.End.Add(c.Profile.Guard).Add(time.Millisecond))
+	}
+	if w, ok := c.Plan.NextStart(now); ok {
+		earliest(w.Start.Add(-c.Profile.Guard))
+	}
+	if w, ok := c.Plan.Last(now); ok {
+		earliest(w.End.Add(c.Profile.Grace).Add(time.Millisecond))
+	}
+	if w, ok := c.Plan.Next(now); ok {
+		earliest(w.End.Add(c.Profile.Grace).Add(time.Millisecond))
+	}
+	if connected {
+		earliest(now.Add(time.Minute))
+	}
+	return at
+}
+
+// nanoTimer is a nano to look at again at a given time.
+type nanoTimer struct {
+	at   time.Time
+	nano peer.ID
+}
+
+type nanoTimers []nanoTimer
+
+func (h nanoTimers) Len() int           { return len(h) }
+func (h nanoTimers) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h nanoTimers) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *nanoTimers) Push(x any)        { *h = append(*h, x.(nanoTimer)) }
+func (h *nanoTimers) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// nanoChanged asks watchNanos to look at p now (it connected, or its plan
+// was replaced). It never blocks: if the queue is full the nano's own
+// timer comes soon enough.
+func (n *Node) nanoChanged(p peer.ID) {
+	select {
+	case n.nanoEvents <- p:
+	default:
 	}
 }
 
 // Suspected returns the nanos a master currently suspects.
 func (n *Node) Suspected() []peer.ID { return n.liveness.Suspected() }
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

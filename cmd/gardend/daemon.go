@@ -97,7 +97,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 	}
 	opts := node.Options{Name: cfg.Name, Key: key, Store: d.store, Codec: c, Log: log, Contact: own,
 		NanoContacts:      map[peer.ID]node.Contact{},
-		HeartbeatInterval: tune.heartbeat, DHT: cfg.Indexer.DHT, MaxSessions: cfg.Indexer.MaxSessions, OnApplied: tune.onApplied}
+		HeartbeatInterval: tune.heartbeat, DHT: cfg.Indexer.DHT, MaxSessions: cfg.Indexer.MaxSessions, MaxDrains: cfg.Delivery.MaxDrains, OnApplied: tune.onApplied}
 	for _, r := range cfg.Roles {
 		opts.Roles |= map[string]node.Roles{config.RoleNano: node.RoleNano, config.RoleMaster: node.RoleMaster, config.RoleIndexer: node.RoleIndexer}[r]
 	}
