@@ -80,6 +80,11 @@ type Options struct {
 	// OnApplied, if set, is told of every delivery applied here (kind is
 	// "resource" or "booking"). It must not block.
 	OnApplied func(from peer.ID, kind, id string)
+	// Carriers are store-and-forward protocols of rooms above node (fleet
+	// reports and pushes), delivered and applied like resources. Each
+	// protocol must be registered with RegisterCarrier and given a level in
+	// the store's policy.
+	Carriers []Carrier
 
 	// Crash tests only: afterApply runs after a batch of deliveries is
 	// durably applied (names: those applied for the first time) and before
@@ -279,6 +284,9 @@ func (n *Node) Start(ctx context.Context) error {
 		n.handle(ProtoResource, n.serveResource)
 		n.handle(ProtoBooking, n.serveBooking)
 	}
+	for i := range n.o.Carriers {
+		n.handle(n.o.Carriers[i].Protocol, n.serveCarried(&n.o.Carriers[i]))
+	}
 	n.handle(ProtoWake, n.serveWake)
 	n.log.Info("node started", "peer", n.id, "roles", n.o.Roles.String(), "addrs", n.h.Addrs())
 	return nil
@@ -290,6 +298,9 @@ func (n *Node) Close() error {
 	n.closed.Do(func() {
 		for _, p := range []string{ProtoHeartbeat, ProtoRecordPublish, ProtoRecordDelete, ProtoRecordGet, ProtoResource, ProtoBooking, ProtoWake} {
 			n.h.RemoveStreamHandler(protocol.ID(p))
+		}
+		for _, c := range n.o.Carriers {
+			n.h.RemoveStreamHandler(protocol.ID(c.Protocol))
 		}
 		if n.cancel != nil {
 			n.cancel()
@@ -318,7 +329,7 @@ func (n *Node) handle(proto string, h func(s network.Stream, r *codec.FrameReade
 	short := strings.TrimPrefix(proto, ProtocolPrefix+"/")
 	n.h.SetStreamHandler(protocol.ID(proto), func(s network.Stream) {
 		var r *codec.FrameReader
-		if proto == ProtoResource || proto == ProtoBooking {
+		if proto == ProtoResource || proto == ProtoBooking || n.carrier(proto) != nil {
 			// A receiver applies every delivery in hand in one transaction:
 			// the read buffer bounds how many that can be (≈ 80 mutations
 			// of 400 bytes).
