@@ -531,7 +531,7 @@ func (f *Nano) Measure() HealthReport {
 		switch {
 		case k == "delivery_failures":
 			r.DeliveryFailures = v
-		case strings.HasPrefix(k, "refused_") || strings.HasPrefix(k, "rejected_"):
+		case strings.HasPrefix(k, "refused_") || strings.HasPrefix(k, "rejected_") || strings.HasPrefix(k, "limit_refused_"):
 			if r.Refusals == nil {
 				r.Refusals = map[string]uint64{}
 			}
