@@ -36,7 +36,7 @@ type daemon struct {
 	stop   context.CancelFunc
 
 	// metrics holds the collectors behind [metrics] listen: the node's own
-	// now; a master's per-nano series register here too (fleet/, later).
+	// and, on a master, one series set per nano (fleet/).
 	metrics    *metrics.Registry
 	metricsSrv *metrics.Server // nil unless metrics.listen is set
 
@@ -198,6 +198,11 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 	d.metrics = metrics.NewRegistry()
 	if err := d.metrics.Register("node", newNodeCollector(d.node, d.store, now, time.Now).collect); err != nil {
 		return nil, err
+	}
+	if d.masterFleet != nil {
+		if err := d.metrics.Register("fleet", d.masterFleet.Collect); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Metrics.Listen != "" {
 		if d.metricsSrv, err = metrics.Listen(nctx, cfg.Metrics.Listen, d.metrics, log); err != nil {
