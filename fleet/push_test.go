@@ -147,12 +147,12 @@ func TestPushesRefused(t *testing.T) {
 	ctx := context.Background()
 
 	// A good settings push first: version 1 in force.
-	if _, err := master.mstr.Push(ctx, nid, KindSettings, []byte("health_interval = \"15m\"\n[profile]\nguard = \"3s\"\n"), 0); err != nil {
+	if _, err := master.mstr.Push(ctx, nid, KindSettings, []byte("health_interval = \"15m\"\n[profile]\nguard = \"3s\"\nheartbeat_interval = \"7s\"\n"), 0); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "settings v1 applied", func() bool { s, _ := pushStatus(t, master, nid, KindSettings, 1); return s == "applied" })
-	if g := nano.node.Contact().Profile.Guard; g != 3*time.Second {
-		t.Fatalf("guard %v after the settings push", g)
+	if g, hb := nano.node.Contact().Profile.Guard, nano.node.HeartbeatInterval(); g != 3*time.Second || hb != 7*time.Second {
+		t.Fatalf("guard %v, heartbeat interval %v after the settings push", g, hb)
 	}
 
 	// The master's own checks refuse bad input at once, and keep the reason.

@@ -163,6 +163,8 @@ type Node struct {
 
 	alive atomic.Int64 // Unix ns of the delivery loop's last turn
 
+	heartbeatEvery atomic.Int64 // ns; Options.HeartbeatInterval, changed by SetContact
+
 	deliveryMu sync.Mutex
 	draining   map[peer.ID]chan struct{} // destinations being drained → "more was queued"
 	kick       chan struct{}             // a drain ended with work signalled: look again
@@ -230,6 +232,7 @@ func New(o Options) (*Node, error) {
 	// Sequence numbers start from the clock so a restarted peer's records
 	// are newer than those it signed before.
 	n.seq.Store(uint64(o.Now().UnixNano()))
+	n.heartbeatEvery.Store(int64(o.HeartbeatInterval))
 	return n, nil
 }
 

@@ -36,12 +36,21 @@ func (n *Node) SetContact(c Contact) {
 	n.contactMu.Lock()
 	n.ownContact.Plan = c.Plan
 	if c.Profile.Kind != 0 {
-		kind := n.ownContact.Profile.Kind
+		kind, was := n.ownContact.Profile.Kind, n.ownContact.Profile.HeartbeatInterval
 		n.ownContact.Profile = c.Profile
 		n.ownContact.Profile.Kind = kind
+		// Only a change of the profile's interval moves the running one: a
+		// plan re-predicted with the same profile keeps an interval set by
+		// option (tests, the demo).
+		if v := c.Profile.HeartbeatInterval; v > 0 && v != was {
+			n.heartbeatEvery.Store(int64(v))
+		}
 	}
 	n.contactMu.Unlock()
 }
+
+// HeartbeatInterval is the interval between heartbeats in force.
+func (n *Node) HeartbeatInterval() time.Duration { return time.Duration(n.heartbeatEvery.Load()) }
 
 // SetNanoContact replaces what a master knows of a nano's passes.
 func (n *Node) SetNanoContact(p peer.ID, c Contact) {
