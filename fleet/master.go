@@ -195,6 +195,13 @@ func (m *Master) settlePushes(tx *dtn.Tx, p peer.ID, r *HealthReport) error {
 			pr.Status, pr.Reason, pr.Done, pr.Content, changed = "refused", r.Refused.Reason, now, nil, true
 		case inForce[pr.Kind] == pr.Version:
 			pr.Status, pr.Done, changed = "applied", now, true
+			// Only the newest applied content is kept (the master's copy
+			// of the plan follows it): the log stays small.
+			for j := 0; j < i; j++ {
+				if log.Pushes[j].Kind == pr.Kind {
+					log.Pushes[j].Content = nil
+				}
+			}
 		case inForce[pr.Kind] > pr.Version:
 			pr.Status, pr.Reason, pr.Done, pr.Content, changed = "superseded", fmt.Sprintf("version %d in force", inForce[pr.Kind]), now, nil, true
 		}
@@ -359,6 +366,10 @@ func (m *Master) Pushes(p peer.ID) ([]PushRecord, error) {
 	return log.Pushes, err
 }
 
+// MaxPushContent bounds what one push carries: it travels in one frame
+// (64 KiB), and a week of passes is a few KiB in any plan form.
+const MaxPushContent = 48 << 10
+
 // ErrNotANano: a push for a peer this master does not govern.
 var ErrNotANano = errors.New("not a nano of this master")
 
@@ -371,7 +382,11 @@ func (m *Master) Push(ctx context.Context, p peer.ID, k Kind, content []byte, ve
 		return 0, fmt.Errorf("%s: %w", p, ErrNotANano)
 	}
 	now := m.o.Now()
-	if err := m.check(p, k, content); err != nil {
+	err := m.check(p, k, content)
+	if err == nil && len(content) > MaxPushContent {
+		err = &PushError{Kind: k, Msg: fmt.Sprintf("%d bytes; a push carries at most %d (one frame)", len(content), MaxPushContent)}
+	}
+	if err != nil {
 		// Kept in the history too: the operator sees it in fleet show.
 		m.o.Store.Update(ctx, func(tx *dtn.Tx) error {
 			log, lerr := m.pushLogTx(tx, p)
@@ -384,7 +399,7 @@ func (m *Master) Push(ctx context.Context, p peer.ID, k Kind, content []byte, ve
 		})
 		return 0, err
 	}
-	err := m.o.Store.Update(ctx, func(tx *dtn.Tx) error {
+	err = m.o.Store.Update(ctx, func(tx *dtn.Tx) error {
 		log, err := m.pushLogTx(tx, p)
 		if err != nil {
 			return err

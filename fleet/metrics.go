@@ -104,7 +104,9 @@ func (m *Master) Collect() []metrics.Family {
 			add("gardend_nano_push_version", "Version of each kind of push in force on the nano.", g, float64(v.Version), "nano", name, "kind", v.Kind.String())
 		}
 	}
-	out := make([]metrics.Family, 0, len(fams))
+	out := make([]metrics.Family, 0, len(fams)+1)
+	out = append(out, metrics.Family{Name: "gardend_fleet_stale_reports_total", Help: "Master: health reports ignored because a newer one of the same nano was kept.",
+		Type: metrics.Counter, Samples: []metrics.Sample{{Value: float64(m.Stale())}}})
 	for _, f := range fams {
 		out = append(out, metrics.Family{Name: f.name, Help: f.help, Type: f.typ, Samples: f.samples})
 	}

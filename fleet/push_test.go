@@ -163,6 +163,16 @@ func TestPushesRefused(t *testing.T) {
 		t.Fatal("a bad TLE was queued")
 	}
 
+	var big strings.Builder
+	big.WriteString("start,end,rate\n")
+	for i := 0; big.Len() <= MaxPushContent; i++ {
+		s := tp.Add(time.Duration(i) * time.Hour)
+		fmt.Fprintf(&big, "%s,%s,64000\n", s.Format(time.RFC3339), s.Add(5*time.Minute).Format(time.RFC3339))
+	}
+	if _, err := master.mstr.Push(ctx, nid, KindPlan, []byte(big.String()), 0); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Fatalf("an oversized plan pushed: %v", err)
+	}
+
 	cases := []struct {
 		name   string
 		push   Push
@@ -196,7 +206,7 @@ func TestPushesRefused(t *testing.T) {
 			refused++
 		}
 	}
-	if refused != 6 { // two on the ground, four on board
+	if refused != 7 { // three on the ground, four on board
 		t.Fatalf("%d refusals in the push history: %+v", refused, sr.Pushes)
 	}
 

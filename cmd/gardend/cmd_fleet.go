@@ -122,8 +122,8 @@ func runFleet(_ context.Context, e *env, args []string) int {
 	return exitOK
 }
 
-// readSmall reads a pushed file: a push crosses a slow link, 256 KiB is
-// already minutes of a pass.
+// readSmall reads a pushed file (the master refuses more than
+// fleet.MaxPushContent; reading is bounded a little above, to say so).
 func readSmall(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
