@@ -50,7 +50,8 @@ func TestReportsOncePerPassNeverPileUp(t *testing.T) {
 		want := uint64(2*pass + 1)
 		eventually(t, "the AOS report", func() bool { return latestSeq(t, master, nid) == want })
 		rc, _ := master.mstr.Latest(nid)
-		if rc.Report.Name != "nano-1" || rc.Report.Boots != 1 || rc.Report.Version != "test" || !rc.OffsetKnown {
+		if rc.Report.Name != "nano-1" || rc.Report.Boots != 1 || rc.Report.Version != "test" || !rc.OffsetKnown ||
+			rc.Report.DiskFree == 0 || rc.Report.MemFree == 0 || rc.Report.KeyBackend != "software" || !rc.Report.HasTemp || rc.Report.TempMilliC != 52000 {
 			t.Fatalf("report: %+v", rc)
 		}
 		// Mid-pass (under the health interval): no more reports.

@@ -40,7 +40,8 @@ func TestPerNanoMetrics(t *testing.T) {
 		`gardend_nano_report_measured_time_seconds{nano="nano-1"} ` + fmtFloat(float64(t0.Unix())),
 		`gardend_nano_info{flavour="`, `nano="nano-1",peer_id="` + nid.String() + `",version="test"} 1`,
 		`gardend_nano_report_sequence{nano="nano-1"} `, `gardend_nano_clock_offset_seconds{nano="nano-1"} `,
-		`gardend_nano_connected{nano="nano-1"} 1`,
+		`gardend_nano_connected{nano="nano-1"} 1`, `gardend_nano_temperature_celsius{nano="nano-1"} 52`,
+		`gardend_nano_boots{nano="nano-1"} 1`, `gardend_fleet_stale_reports_total 0`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %q:\n%s", want, text)
