@@ -50,6 +50,7 @@ type peerKit struct {
 	mstr  *Master
 	ctx   context.Context
 	stop  context.CancelFunc
+	skew  time.Duration // this peer's clock runs ahead of the kit's by skew
 }
 
 func (p *peerKit) info() peer.AddrInfo { return peer.AddrInfo{ID: p.host.ID(), Addrs: p.host.Addrs()} }
@@ -128,17 +129,18 @@ var testStation = plan.Station{Lat: 43.6, Lon: 1.44, AltM: 150, MinElevation: 10
 // startNano starts p as the nano of master with contact c.
 func (k *kit) startNano(p *peerKit, master peer.AddrInfo, c node.Contact) {
 	t := k.t
+	now := func() time.Time { return k.clock.Now().Add(p.skew) }
 	// A board with two thermal zones, the hotter at 52 °C.
 	thermal := filepath.Join(p.dir, "thermal")
 	for zone, temp := range map[string]string{"thermal_zone0": "41250\n", "thermal_zone1": "52000\n"} {
 		os.MkdirAll(filepath.Join(thermal, zone), 0o700)
 		os.WriteFile(filepath.Join(thermal, zone, "temp"), []byte(temp), 0o600)
 	}
-	p.nano = NewNano(NanoOptions{Store: p.store, Codec: k.codec, Log: k.log, Now: k.clock.Now, DataDir: p.dir, Station: testStation, ThermalDir: thermal,
+	p.nano = NewNano(NanoOptions{Store: p.store, Codec: k.codec, Log: k.log, Now: now, DataDir: p.dir, Station: testStation, ThermalDir: thermal,
 		Name: p.name, Version: "test", Flavour: hsm.Flavour, KeyBackend: "software", Tick: 20 * time.Millisecond,
 		SetLogLevel: func(string) {}})
 	n, err := node.New(node.Options{Name: p.name, Roles: node.RoleNano, Host: p.host, Key: p.key, Store: p.store, Codec: k.codec, Log: k.log,
-		Now: k.clock.Now, Master: master, Contact: c, HeartbeatInterval: 50 * time.Millisecond, IOTimeout: 5 * time.Second,
+		Now: now, Master: master, Contact: c, HeartbeatInterval: 50 * time.Millisecond, IOTimeout: 5 * time.Second,
 		Carriers: p.nano.Carriers()})
 	if err != nil {
 		t.Fatal(err)

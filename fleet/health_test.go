@@ -149,3 +149,24 @@ func TestOlderReportIgnored(t *testing.T) {
 		t.Fatal("garbage accepted as a report")
 	}
 }
+
+// TestClockOffsetMeasuredOnTheConnection: a nano whose clock runs 90 s
+// ahead is seen 90 s ahead by its master, from the delivery's own stamp
+// against the arrival, whatever the report says of itself.
+func TestClockOffsetMeasuredOnTheConnection(t *testing.T) {
+	k := newKit(t, t0)
+	master := k.peer("ground", node.RoleMaster, "")
+	nano := k.peer("nano-1", node.RoleNano, "")
+	nano.skew = 90 * time.Second
+	nid := nano.host.ID()
+	k.startMaster(master, []peer.AddrInfo{nano.info()}, nil)
+	k.startNano(nano, master.info(), node.Contact{})
+	eventually(t, "a report", func() bool { return latestSeq(t, master, nid) >= 1 })
+	rc, _ := master.mstr.Latest(nid)
+	if !rc.OffsetKnown || rc.ClockOffsetMs < 88000 || rc.ClockOffsetMs > 92000 {
+		t.Fatalf("clock offset %d ms (known %v), want ≈ 90000", rc.ClockOffsetMs, rc.OffsetKnown)
+	}
+	if got := time.Unix(rc.Report.Measured, 0); !got.After(t0.Add(80 * time.Second)) {
+		t.Fatalf("measured %v: the report carries the nano's own clock", got)
+	}
+}
