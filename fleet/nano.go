@@ -272,16 +272,16 @@ func ParsePlan(data []byte, epoch time.Time) (*plan.Plan, error) {
 func (f *Nano) preparePush(d node.Delivery) (func(tx *dtn.Tx) error, error) {
 	var p Push
 	if err := f.o.Codec.Unmarshal(d.Body, &p); err != nil {
-		return nil, f.refuse(ctx0, PushRefusal{Reason: "malformed push: " + err.Error()})
+		return nil, f.refuse(context.Background(), PushRefusal{Reason: "malformed push: " + err.Error()})
 	}
 	f.mu.Lock()
 	cur := f.inForce[p.Kind].Version
 	f.mu.Unlock()
 	if p.Version <= cur {
-		return nil, f.refuse(ctx0, PushRefusal{Kind: p.Kind, Version: p.Version, Reason: fmt.Sprintf("version %d is not newer than version %d in force", p.Version, cur)})
+		return nil, f.refuse(context.Background(), PushRefusal{Kind: p.Kind, Version: p.Version, Reason: fmt.Sprintf("version %d is not newer than version %d in force", p.Version, cur)})
 	}
 	if _, err := f.validate(p.Kind, p.Content, true); err != nil {
-		return nil, f.refuse(ctx0, PushRefusal{Kind: p.Kind, Version: p.Version, Reason: err.Error()})
+		return nil, f.refuse(context.Background(), PushRefusal{Kind: p.Kind, Version: p.Version, Reason: err.Error()})
 	}
 	in := inForce{Version: p.Version, Content: p.Content, Applied: f.o.Now().UnixNano()}
 	return func(tx *dtn.Tx) error {
@@ -301,8 +301,6 @@ func (f *Nano) preparePush(d node.Delivery) (func(tx *dtn.Tx) error, error) {
 		return tx.Put(bucketNano, k, v)
 	}, nil
 }
-
-var ctx0 = context.Background()
 
 // refuse remembers a refusal for the next report and returns it as the
 // delivery's refusal.
@@ -332,8 +330,9 @@ func (f *Nano) pushApplied(d node.Delivery) {
 		return
 	}
 	if f.o.DataDir != "" {
-		path := filepath.Join(f.o.DataDir, "fleet", p.Kind.String()+".v"+strconv.FormatUint(p.Version, 10))
-		if err := platform.WriteFileAtomic(filepath.Join(f.o.DataDir, "fleet", p.Kind.String()), p.Content, 0o600); err != nil {
+		// A copy for operators on board; the state database stays the truth.
+		path := filepath.Join(f.o.DataDir, "fleet", p.Kind.String())
+		if err := platform.WriteFileAtomic(path, p.Content, 0o600); err != nil {
 			f.o.Log.Warn("writing pushed file", "path", path, "err", err)
 		}
 	}
