@@ -73,3 +73,28 @@ func Register[T any](r *Registry, t Type, name string, protocols ...string) erro
 	r.byGo[reflect.PointerTo(gt)] = s
 	return nil
 }
+
+// Allow lets the registered message type t travel on more protocols too
+// (a message shared by protocols that are added after the registry's
+// first build, such as an ack).
+func (r *Registry) Allow(t Type, protocols ...string) error {
+	s, ok := r.byType[t]
+	if !ok {
+		return fmt.Errorf("codec: allow type %d: not registered", t)
+	}
+	for _, p := range protocols {
+		if p == "" {
+			return fmt.Errorf("codec: allow %s: empty protocol ID", s.Name)
+		}
+		if !s.Allowed(p) {
+			s.Protocols = append(s.Protocols, p)
+		}
+	}
+	return nil
+}
+
+// Carries reports whether message type t may travel on protocol.
+func (r *Registry) Carries(t Type, protocol string) bool {
+	s, ok := r.byType[t]
+	return ok && s.Allowed(protocol)
+}

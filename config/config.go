@@ -62,6 +62,7 @@ type Config struct {
 	Profile  Profile  `toml:"profile"`
 	Codec    Codec    `toml:"codec"`
 	Metrics  Metrics  `toml:"metrics"`
+	Fleet    Fleet    `toml:"fleet"`
 
 	// lines maps dotted keys to the line that set them (for error reports).
 	lines map[string]int
@@ -139,6 +140,13 @@ func cmpOr(a, b string) string {
 }
 
 // Metrics configures the Prometheus endpoint.
+// Fleet sets the fleet's reports (nano) and history (master).
+type Fleet struct {
+	// HealthInterval is how often a nano in contact reports besides AOS and
+	// the last call; default 10m (a pushed setting may change it).
+	HealthInterval Duration `toml:"health_interval"`
+}
+
 type Metrics struct {
 	Listen string `toml:"listen"` // HOST:PORT for GET /metrics; empty: no listener
 }
@@ -432,6 +440,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Codec.MaxFrame < 1024 || c.Codec.MaxFrame > 16<<20 {
 		add("codec.max_frame", "%d is outside 1024 .. 16777216 bytes", c.Codec.MaxFrame)
+	}
+	if v := c.Fleet.HealthInterval.Duration; v != 0 && v < 10*time.Second {
+		add("fleet.health_interval", "%s is below 10s", v)
 	}
 	if c.Metrics.Listen != "" {
 		if _, port, err := net.SplitHostPort(c.Metrics.Listen); err != nil {

@@ -431,7 +431,7 @@ func (tx *Tx) Enqueue(e Entry) (Outcome, Ref, error) {
 // roomFor refuses growth past the quota (moderate entries at 90% of it, so
 // critical ones keep the last tenth) or when the disk is nearly full.
 func (tx *Tx) roomFor(level Level, grow int64) error {
-	limit := tx.s.opts.QuotaBytes
+	limit := tx.s.quota.Load()
 	if level < Critical {
 		limit = limit / 10 * 9
 	}

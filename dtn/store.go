@@ -119,7 +119,21 @@ type Store struct {
 	wake chan struct{} // signalled when a destination becomes due at once
 
 	Metrics Metrics
+
+	quota atomic.Int64 // QuotaBytes, changed in flight by SetQuota
 }
+
+// SetQuota changes the payload bytes the queue may hold from the next
+// write on (a pushed setting). Entries already queued stay; a quota below
+// them only refuses growth until deliveries bring the queue under it.
+func (s *Store) SetQuota(bytes int64) {
+	if bytes > 0 {
+		s.quota.Store(bytes)
+	}
+}
+
+// Quota is the payload bytes the queue may hold.
+func (s *Store) Quota() int64 { return s.quota.Load() }
 
 // Metrics are counters for what the store did and refused.
 type Metrics struct {
@@ -168,6 +182,7 @@ func Open(path string, ks hsm.Keystore, opts Options) (*Store, error) {
 	s := &Store{db: db, path: path, opts: opts, enc: enc, dec: dec,
 		reqs: make(chan *request, opts.MaxBatch), quit: make(chan struct{}), stopped: make(chan struct{}),
 		dests: map[string]*destState{}, ready: map[string]struct{}{}, wake: make(chan struct{}, 1)}
+	s.quota.Store(opts.QuotaBytes)
 	if err := s.setup(ks); err != nil {
 		db.Close()
 		return nil, err

@@ -167,6 +167,7 @@ type received struct {
 	name    string
 	refusal *Refusal
 	apply   func(tx *dtn.Tx) error
+	applied func() // after a first durable apply (Carrier.Applied)
 	// Outcome, filled by applyReceived.
 	dup bool
 	err error // not applied (storage): no ack, the sender retries

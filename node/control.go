@@ -109,6 +109,9 @@ type ControlRequest struct {
 	// Items, if given to put, are many changes made in one durable
 	// transaction (all or none); Kind, ID, Owner and Body are then unused.
 	Items []ControlPut `json:"items,omitempty"`
+	// Args carry the request of an op served by a room above node (e.g.
+	// "fleet.ls"), in that room's own JSON form.
+	Args json.RawMessage `json:"args,omitempty"`
 }
 
 // ControlPut is one change of a batched put.
@@ -124,6 +127,8 @@ type ControlResponse struct {
 	Error     string     `json:"error,omitempty"`
 	Status    *Status    `json:"status,omitempty"`
 	Catalogue []Resource `json:"catalogue,omitempty"`
+	// Data is the answer of an op served by a room above node.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // Control answers one control request.

@@ -442,6 +442,9 @@ func (n *Node) deliveryMessage(e dtn.Entry) (any, error) {
 		b.ID = e.Ref.ID
 		return &b, nil
 	}
+	if n.c.Registry().Carries(TypeCarried, e.Protocol) {
+		return &Carried{ID: e.Ref.ID, Sent: n.o.Now().UnixMilli(), Body: e.Payload}, nil
+	}
 	return nil, fmt.Errorf("no wire form for protocol %s", e.Protocol)
 }
 
@@ -670,6 +673,9 @@ func (n *Node) serveDeliveries(s network.Stream, r *codec.FrameReader, proto str
 				n.Metrics.Inc("deliveries_duplicate")
 			default:
 				n.Metrics.Inc("deliveries_applied")
+				if rc.applied != nil {
+					rc.applied()
+				}
 				if n.o.OnApplied != nil {
 					n.o.OnApplied(from, strings.TrimPrefix(proto, ProtocolPrefix+"/"), rc.name)
 				}

@@ -37,7 +37,7 @@ func (n *Node) heartbeatLoop(ai peer.AddrInfo) {
 	var health indexerHealth
 	for {
 		now := n.o.Now()
-		due := sched.due(n.contact(), n.o.HeartbeatInterval, now)
+		due := sched.due(n.contact(), n.HeartbeatInterval(), now)
 		if !n.contact().Open(now) {
 			// A failure in the last call before LOS and one while the link
 			// is acquired at the next AOS are not two failures in a row.
@@ -239,7 +239,7 @@ func (h *indexerHealth) failed(now time.Time, interval time.Duration) uint8 {
 // it concludes. This node keeps heartbeating p: its indexers are
 // configured, not discovered.
 func (n *Node) heartbeatFailed(p peer.ID, h *indexerHealth, now time.Time) {
-	kind := h.failed(now, n.o.HeartbeatInterval)
+	kind := h.failed(now, n.HeartbeatInterval())
 	if kind == 0 {
 		return
 	}
@@ -290,7 +290,7 @@ func (n *Node) contactLoop() {
 			}
 		}
 		wasOpen = open
-		wait := n.o.HeartbeatInterval
+		wait := n.HeartbeatInterval()
 		if failed {
 			// Acquiring: the dial began up to a guard time before AOS and its
 			// SYNs went into a dead link (TCP's connect gives up after 5 s).

@@ -80,6 +80,11 @@ type Options struct {
 	// OnApplied, if set, is told of every delivery applied here (kind is
 	// "resource" or "booking"). It must not block.
 	OnApplied func(from peer.ID, kind, id string)
+	// Carriers are store-and-forward protocols of rooms above node (fleet
+	// reports and pushes), delivered and applied like resources. Each
+	// protocol must be registered with RegisterCarrier and given a level in
+	// the store's policy.
+	Carriers []Carrier
 
 	// Crash tests only: afterApply runs after a batch of deliveries is
 	// durably applied (names: those applied for the first time) and before
@@ -158,6 +163,8 @@ type Node struct {
 
 	alive atomic.Int64 // Unix ns of the delivery loop's last turn
 
+	heartbeatEvery atomic.Int64 // ns; Options.HeartbeatInterval, changed by SetContact
+
 	deliveryMu sync.Mutex
 	draining   map[peer.ID]chan struct{} // destinations being drained → "more was queued"
 	kick       chan struct{}             // a drain ended with work signalled: look again
@@ -225,6 +232,7 @@ func New(o Options) (*Node, error) {
 	// Sequence numbers start from the clock so a restarted peer's records
 	// are newer than those it signed before.
 	n.seq.Store(uint64(o.Now().UnixNano()))
+	n.heartbeatEvery.Store(int64(o.HeartbeatInterval))
 	return n, nil
 }
 
@@ -279,6 +287,9 @@ func (n *Node) Start(ctx context.Context) error {
 		n.handle(ProtoResource, n.serveResource)
 		n.handle(ProtoBooking, n.serveBooking)
 	}
+	for i := range n.o.Carriers {
+		n.handle(n.o.Carriers[i].Protocol, n.serveCarried(&n.o.Carriers[i]))
+	}
 	n.handle(ProtoWake, n.serveWake)
 	n.log.Info("node started", "peer", n.id, "roles", n.o.Roles.String(), "addrs", n.h.Addrs())
 	return nil
@@ -290,6 +301,9 @@ func (n *Node) Close() error {
 	n.closed.Do(func() {
 		for _, p := range []string{ProtoHeartbeat, ProtoRecordPublish, ProtoRecordDelete, ProtoRecordGet, ProtoResource, ProtoBooking, ProtoWake} {
 			n.h.RemoveStreamHandler(protocol.ID(p))
+		}
+		for _, c := range n.o.Carriers {
+			n.h.RemoveStreamHandler(protocol.ID(c.Protocol))
 		}
 		if n.cancel != nil {
 			n.cancel()
@@ -319,7 +333,7 @@ func (n *Node) handle(proto string, h func(s network.Stream, r *codec.FrameReade
 	n.h.SetStreamHandler(protocol.ID(proto), func(s network.Stream) {
 		var src io.Reader = s
 		reserved := false
-		if proto == ProtoResource || proto == ProtoBooking {
+		if proto == ProtoResource || proto == ProtoBooking || n.carrier(proto) != nil {
 			// A receiver applies every delivery in hand in one transaction:
 			// the read buffer bounds how many that can be (≈ 80 mutations
 			// of 400 bytes). It is reserved from the stream's budget; without

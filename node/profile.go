@@ -249,3 +249,13 @@ func (l *Liveness) Suspected() []peer.ID {
 	}
 	return out
 }
+
+// LastSeen is when p last gave a sign of life (zero: never, or not watched).
+func (l *Liveness) LastSeen(p peer.ID) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st, ok := l.peers[p]; ok {
+		return st.lastSeen
+	}
+	return time.Time{}
+}

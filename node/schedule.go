@@ -30,12 +30,27 @@ func (n *Node) contact() Contact {
 }
 
 // SetContact replaces this node's plan (e.g. passes predicted anew from a
-// fresher TLE). The profile kind stays the one the node started with.
+// fresher TLE) and, when c has a profile, its timings (guard, grace,
+// retries, silence). The profile kind stays the one the node started with.
 func (n *Node) SetContact(c Contact) {
 	n.contactMu.Lock()
 	n.ownContact.Plan = c.Plan
+	if c.Profile.Kind != 0 {
+		kind, was := n.ownContact.Profile.Kind, n.ownContact.Profile.HeartbeatInterval
+		n.ownContact.Profile = c.Profile
+		n.ownContact.Profile.Kind = kind
+		// Only a change of the profile's interval moves the running one: a
+		// plan re-predicted with the same profile keeps an interval set by
+		// option (tests, the demo).
+		if v := c.Profile.HeartbeatInterval; v > 0 && v != was {
+			n.heartbeatEvery.Store(int64(v))
+		}
+	}
 	n.contactMu.Unlock()
 }
+
+// HeartbeatInterval is the interval between heartbeats in force.
+func (n *Node) HeartbeatInterval() time.Duration { return time.Duration(n.heartbeatEvery.Load()) }
 
 // SetNanoContact replaces what a master knows of a nano's passes.
 func (n *Node) SetNanoContact(p peer.ID, c Contact) {
@@ -200,3 +215,24 @@ func maxTime(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+// Contact is this node's own profile and plan as they stand.
+func (n *Node) Contact() Contact { return n.contact() }
+
+// NanoContact is what this master knows of nano p's profile and plan.
+func (n *Node) NanoContact(p peer.ID) Contact { return n.nanoContact(p) }
+
+// Nanos are the peers this master governs.
+func (n *Node) Nanos() []peer.ID {
+	out := make([]peer.ID, 0, len(n.nanos))
+	for p := range n.nanos {
+		out = append(out, p)
+	}
+	return out
+}
+
+// Master is this nano's master (empty on the ground).
+func (n *Node) Master() peer.ID { return n.o.Master.ID }
+
+// LastSeen is when the master last heard from nano p (zero: never).
+func (n *Node) LastSeen(p peer.ID) time.Time { return n.liveness.LastSeen(p) }

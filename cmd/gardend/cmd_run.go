@@ -63,7 +63,11 @@ func runRun(ctx context.Context, e *env, args []string) int {
 		defer hw.Close()
 	}
 	var sd systemd.Notifier
-	d, err := startDaemon(ctx, cfg, log, tuning{})
+	tune := tuning{level: level}
+	if hw != nil {
+		tune.watchdog = func() string { return "armed" }
+	}
+	d, err := startDaemon(ctx, cfg, log, tune)
 	if err != nil {
 		log.Error("start-up failed", "err", err)
 		return exitFailure

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"gardend/codec"
 	"gardend/config"
 	"gardend/dtn"
+	"gardend/fleet"
 	"gardend/hsm"
 	"gardend/metrics"
 	"gardend/node"
@@ -34,9 +36,12 @@ type daemon struct {
 	stop   context.CancelFunc
 
 	// metrics holds the collectors behind [metrics] listen: the node's own
-	// now; a master's per-nano series register here too (fleet/, later).
+	// and, on a master, one series set per nano (fleet/).
 	metrics    *metrics.Registry
 	metricsSrv *metrics.Server // nil unless metrics.listen is set
+
+	nanoFleet   *fleet.Nano   // a nano's reports and the pushes it takes
+	masterFleet *fleet.Master // a master's view of its nanos and its pushes
 }
 
 // tuning holds what the demo changes from the daemon's defaults.
@@ -45,6 +50,8 @@ type tuning struct {
 	retryBase time.Duration
 	bandwidth p2pmetrics.Reporter
 	onApplied func(from peer.ID, kind, id string)
+	level     *slog.LevelVar // a pushed log_level is set here; nil: refused
+	watchdog  func() string  // the hardware watchdog's state for health reports
 }
 
 // startDaemon opens everything cfg names and starts the node and its
@@ -75,6 +82,9 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 	if err != nil {
 		return nil, err
 	}
+	if err := fleet.Register(reg); err != nil {
+		return nil, err
+	}
 	lim := codec.DefaultLimits()
 	lim.MaxFrame, lim.MaxString = cfg.Codec.MaxFrame, cfg.Codec.MaxFrame
 	c, err := codec.New(reg, lim)
@@ -90,7 +100,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 	if tune.retryBase != 0 {
 		retry = tune.retryBase
 	}
-	d.store, err = dtn.Open(filepath.Join(cfg.DataDir, dtn.FileName), d.ks, dtn.Options{Policy: node.DTNPolicy(),
+	d.store, err = dtn.Open(filepath.Join(cfg.DataDir, dtn.FileName), d.ks, dtn.Options{Policy: fleet.Policy(node.DTNPolicy()),
 		RetryBase: retry, RetryCeiling: own.Profile.RetryCeiling})
 	if err != nil {
 		return nil, fmt.Errorf("state database: %w", err)
@@ -124,6 +134,32 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 		opts.Indexers = append(opts.Indexers, *ai)
 		opts.DHTBootstrap = append(opts.DHTBootstrap, *ai)
 	}
+	var station plan.Station
+	if cfg.Profile.Station != "" {
+		st, err := config.ParseStation(cfg.Profile.Station)
+		if err != nil {
+			return nil, fmt.Errorf("profile.station: %w", err)
+		}
+		station = plan.Station{Lat: st.Lat, Lon: st.Lon, AltM: st.AltM, MinElevation: cfg.Profile.MinElevation}
+	}
+	if opts.Roles.Has(node.RoleNano) {
+		backend := "software"
+		if strings.HasPrefix(cfg.Key, "pkcs11:") {
+			backend = "pkcs11"
+		}
+		no := fleet.NanoOptions{Store: d.store, Codec: c, Log: log, DataDir: cfg.DataDir, Station: station, Name: cfg.Name,
+			Version: version, Flavour: hsm.Flavour, KeyBackend: backend, Watchdog: tune.watchdog,
+			HealthInterval: cfg.Fleet.HealthInterval.Duration, SetQuota: d.store.SetQuota}
+		if tune.level != nil {
+			no.SetLogLevel = func(s string) { tune.level.UnmarshalText([]byte(s)) }
+		}
+		d.nanoFleet = fleet.NewNano(no)
+		opts.Carriers = append(opts.Carriers, d.nanoFleet.Carriers()...)
+	}
+	if opts.Roles.Has(node.RoleMaster) {
+		d.masterFleet = fleet.NewMaster(fleet.MasterOptions{Store: d.store, Codec: c, Log: log, Station: station})
+		opts.Carriers = append(opts.Carriers, d.masterFleet.Carriers()...)
+	}
 	var listen []ma.Multiaddr
 	for _, s := range cfg.Listen {
 		a, err := ma.NewMultiaddr(s)
@@ -146,12 +182,27 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 	if err := d.node.Start(nctx); err != nil {
 		return nil, err
 	}
-	if err := node.ServeControl(nctx, cfg.ControlPath(), d.node.Control); err != nil {
+	if d.nanoFleet != nil {
+		if err := d.nanoFleet.Start(nctx, d.node); err != nil {
+			return nil, fmt.Errorf("fleet: %w", err)
+		}
+	}
+	if d.masterFleet != nil {
+		if err := d.masterFleet.Start(nctx, d.node); err != nil {
+			return nil, fmt.Errorf("fleet: %w", err)
+		}
+	}
+	if err := node.ServeControl(nctx, cfg.ControlPath(), d.control); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	d.metrics = metrics.NewRegistry()
 	if err := d.metrics.Register("node", newNodeCollector(d.node, d.store, now, time.Now).collect); err != nil {
 		return nil, err
+	}
+	if d.masterFleet != nil {
+		if err := d.metrics.Register("fleet", d.masterFleet.Collect); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Metrics.Listen != "" {
 		if d.metricsSrv, err = metrics.Listen(nctx, cfg.Metrics.Listen, d.metrics, log); err != nil {
@@ -161,6 +212,18 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 	}
 	go d.refreshPredictions(nctx, log)
 	return d, nil
+}
+
+// control answers the control socket: fleet requests on a master go to
+// the fleet, everything else to the node.
+func (d *daemon) control(ctx context.Context, req node.ControlRequest) node.ControlResponse {
+	if strings.HasPrefix(req.Op, "fleet.") {
+		if d.masterFleet == nil {
+			return node.ControlResponse{Error: "fleet requests need a master"}
+		}
+		return d.masterFleet.Control(ctx, req)
+	}
+	return d.node.Control(ctx, req)
 }
 
 func addrInfo(p config.Peer) (peer.AddrInfo, error) {

@@ -57,6 +57,7 @@ func commands() []command {
 		{"check-config", "validate a configuration file, reporting each error with its line", runCheckConfig},
 		{"keygen", "create the node identity and storage key if missing; print the peer ID", runKeygen},
 		{"id", "print the peer ID and public key of the node identity", runID},
+		{"fleet", "the ground's view of its nanos: ls, show, push elements, plans and settings", runFleet},
 		{"dtn", "inspect the DTN store (stats, ls)", runDTN},
 		{"plan", "predict passes from orbit elements (TLE or OMM) and print a contact plan", runPlan},
 		{"help", "show help for gardend or one subcommand", nil}, // handled by run

@@ -21,6 +21,8 @@ import (
 // /metrics passes promtool, and a real Prometheus server scraping it every
 // second finds the gardend_ series with the right labels through its query
 // API. Its [[nanos]] entry predicts the nano's passes from an OMM (KVN).
+// A real nano (a second `gardend run`) reports its health, and its series
+// set, labelled nano="sat-1", is found through the query API too.
 func TestPrometheusScrapesARunningDaemon(t *testing.T) {
 	promtest.Tool(t, "prometheus")
 	dir := t.TempDir()
@@ -49,11 +51,12 @@ func TestPrometheusScrapesARunningDaemon(t *testing.T) {
 		"INCLINATION = 51.6327\nRA_OF_ASC_NODE = 275.9345\nARG_OF_PERICENTER = 299.5263\nMEAN_ANOMALY = 60.5309\n"+
 		"EPHEMERIS_TYPE = 0\nCLASSIFICATION_TYPE = U\nNORAD_CAT_ID = 412345\nBSTAR = .21333E-3\n"), 0o600)
 	metricsAddr := promtest.FreePort(t)
+	groundAddr := "/ip4/127.0.0.1/tcp/" + strings.Split(promtest.FreePort(t), ":")[1]
 	cfg := filepath.Join(dir, "gardend.toml")
 	os.WriteFile(cfg, []byte(`name = "ground-metrics"
 roles = ["master", "indexer"]
 data_dir = "`+dir+`"
-listen = ["/ip4/127.0.0.1/tcp/0"]
+listen = ["`+groundAddr+`"]
 psk_file = "`+pskFile+`"
 key = "`+key+`"
 log_level = "warn"
@@ -88,6 +91,18 @@ listen = "`+metricsAddr+`"
 	// A resource the (absent) nano owns queues a DTN entry for it.
 	if code, _, e := runCLI(t, "resource", "put", "--socket", sock, "--id", "antenna-1", "--owner", nanoID, "--body", "12 dBi"); code != exitOK {
 		t.Fatalf("resource put: %d %s", code, e)
+	}
+
+	// The nano reports as soon as it reaches its master (it is in
+	// continuous contact on its side).
+	startRun(t, nanoConfig(t, dir, "sat-1", nanoKey, pskFile, st.PeerID, groundAddr), filepath.Join(dir, "sat-1", "control.sock"))
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if rows := fleetLs(t, sock); len(rows) == 1 && rows[0].ReportAge != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the nano's report never reached the ground: %s", errOut.String())
+		}
 	}
 
 	resp, err := http.Get("http://" + metricsAddr + "/metrics")
@@ -135,6 +150,16 @@ listen = "`+metricsAddr+`"
 		t.Fatalf("dtn entries for the nano: %+v", q)
 	}
 	prom.WaitFor(t, `gardend_uptime_seconds > 0`, bound)
+	// The nano's series set, from its report, labelled with its name; the
+	// on-board measurement time is a gauge, not a sample timestamp.
+	ni := prom.WaitFor(t, `gardend_nano_info{nano="sat-1"}`, bound)[0].Labels
+	if ni["peer_id"] != nanoID || ni["version"] != version || ni["flavour"] != hsm.Flavour || ni["key_backend"] != "software" || ni["job"] != "gardend" {
+		t.Fatalf("gardend_nano_info labels: %v", ni)
+	}
+	prom.WaitFor(t, `time() - gardend_nano_report_measured_time_seconds{nano="sat-1"} < 600`, bound)
+	prom.WaitFor(t, `gardend_nano_report_sequence{nano="sat-1"} >= 1`, bound)
+	prom.WaitFor(t, `gardend_nano_boots{nano="sat-1"} == 1`, bound)
+	prom.WaitFor(t, `gardend_nano_disk_free_bytes{nano="sat-1"} > 0`, bound)
 	prom.WaitFor(t, `gardend_metrics_dropped_total == 0`, bound)
 	// No sample carries a timestamp of its own: Prometheus stamps them at
 	// scrape time, so the newest sample is never older than a few scrapes.

@@ -1,0 +1,101 @@
+package fleet
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gardend/dtn"
+	"gardend/hsm"
+	"gardend/node"
+)
+
+// fuzzStore is a real store for the fuzz targets' applies.
+func fuzzStore(f *testing.F, k *kit) *dtn.Store {
+	dir := f.TempDir()
+	ks, _, err := hsm.Create(context.Background(), hsm.KeyRef{File: filepath.Join(dir, "id.key")})
+	if err != nil {
+		f.Fatal(err)
+	}
+	st, err := dtn.Open(filepath.Join(dir, dtn.FileName), ks, dtn.Options{Policy: Policy(node.DTNPolicy()), Now: k.clock.Now})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { st.Close(); ks.Close() })
+	return st
+}
+
+// FuzzHealthReport feeds arbitrary bodies to the master's judge of a
+// report, and applies what it accepts to a real store: a typed refusal or
+// a stored report, never a panic.
+func FuzzHealthReport(f *testing.F) {
+	k := newKit(f, t0)
+	m := NewMaster(MasterOptions{Store: fuzzStore(f, k), Codec: k.codec, Now: k.clock.Now})
+	body, _ := k.codec.Marshal(&HealthReport{Seq: 1, Measured: 1})
+	f.Add(body)
+	busy := busyReport()
+	body, _ = k.codec.Marshal(&busy)
+	f.Add(body)
+	from := peer.ID("fuzz-nano")
+	f.Fuzz(func(t *testing.T, body []byte) {
+		apply, err := m.prepareReport(node.Delivery{From: from, Body: body, Sent: t0, Received: t0})
+		if err != nil {
+			if _, ok := err.(*node.Refusal); !ok {
+				t.Fatalf("untyped refusal %T: %v", err, err)
+			}
+			return
+		}
+		if err := m.o.Store.Update(context.Background(), apply); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+	})
+}
+
+// FuzzPush feeds arbitrary bodies to a nano's judge of a push (decode and
+// full validation of elements, plans and settings).
+func FuzzPush(f *testing.F) {
+	k := newKit(f, tp)
+	n := NewNano(NanoOptions{Store: fuzzStore(f, k), Codec: k.codec, Now: k.clock.Now, Station: testStation, PredictSpan: 24 * time.Hour})
+	for _, p := range []Push{
+		{Kind: KindElements, Version: 1, Content: ommAt("2025-09-04T02:26:37")},
+		{Kind: KindPlan, Version: 1, Content: []byte("[[window]]\nstart = 2025-09-05T01:00:00Z\nend = 2025-09-05T01:10:00Z\nrate = 9600\n")},
+		{Kind: KindSettings, Version: 1, Content: []byte("log_level = \"debug\"\n[profile]\nguard = \"5s\"\n")},
+	} {
+		body, _ := k.codec.Marshal(&p)
+		f.Add(body)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		apply, err := n.preparePush(node.Delivery{From: "master", Body: body, Received: tp})
+		if err != nil {
+			if _, ok := err.(*node.Refusal); !ok {
+				t.Fatalf("untyped refusal %T: %v", err, err)
+			}
+			return
+		}
+		if err := n.o.Store.Update(context.Background(), apply); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+	})
+}
+
+// FuzzSettings feeds arbitrary fragments to the settings parser: a
+// *PushError or settings, never a panic.
+func FuzzSettings(f *testing.F) {
+	f.Add([]byte("log_level = \"debug\"\nhealth_interval = \"5m\"\nstore_quota = 2000000\n[profile]\nguard = \"5s\"\n"))
+	f.Add([]byte("[identity]\nkey = 1\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := ParseSettings(data)
+		if err != nil {
+			if _, ok := err.(*PushError); !ok {
+				t.Fatalf("untyped error %T: %v", err, err)
+			}
+			return
+		}
+		if s == nil {
+			t.Fatal("nil settings without an error")
+		}
+	})
+}

@@ -1,0 +1,114 @@
+package fleet
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"gardend/config"
+)
+
+// Settings are what may change in flight, as a TOML fragment:
+//
+//	log_level = "debug"
+//	health_interval = "5m"
+//	store_quota = 33554432       # bytes
+//	[profile]
+//	heartbeat_interval = "20s"   # also guard, grace, retry_base, retry_ceiling
+//
+// Anything else is refused with its key named: identity, roles, addresses
+// and the like never change from the ground.
+type Settings struct {
+	LogLevel       string          `toml:"log_level"`
+	HealthInterval config.Duration `toml:"health_interval"`
+	StoreQuota     int64           `toml:"store_quota"`
+	Profile        ProfileTimings  `toml:"profile"`
+}
+
+// ProfileTimings are the profile's timings that may change in flight.
+type ProfileTimings struct {
+	HeartbeatInterval config.Duration `toml:"heartbeat_interval"`
+	Guard             config.Duration `toml:"guard"`
+	Grace             config.Duration `toml:"grace"`
+	RetryBase         config.Duration `toml:"retry_base"`
+	RetryCeiling      config.Duration `toml:"retry_ceiling"`
+}
+
+// PushError is a push refused by validation: the line and field at fault.
+type PushError struct {
+	Kind  Kind
+	Line  int    // 0: not tied to a line
+	Field string // the key or field at fault, if known
+	Msg   string
+}
+
+func (e *PushError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Kind.String())
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ": line %d", e.Line)
+	}
+	if e.Field != "" {
+		fmt.Fprintf(&b, ": %s", e.Field)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// ParseSettings reads and checks a settings fragment; nothing is applied.
+func ParseSettings(data []byte) (*Settings, error) {
+	var s Settings
+	err := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().Decode(&s)
+	var strict *toml.StrictMissingError
+	var derr *toml.DecodeError
+	switch {
+	case errors.As(err, &strict) && len(strict.Errors) > 0:
+		e := strict.Errors[0]
+		line, _ := e.Position()
+		return nil, &PushError{Kind: KindSettings, Line: line, Field: strings.Join(e.Key(), "."), Msg: "may not change in flight (allowed: log_level, health_interval, store_quota, profile.heartbeat_interval, profile.guard, profile.grace, profile.retry_base, profile.retry_ceiling)"}
+	case errors.As(err, &derr):
+		line, _ := derr.Position()
+		return nil, &PushError{Kind: KindSettings, Line: line, Field: strings.Join(derr.Key(), "."), Msg: derr.Error()}
+	case err != nil:
+		return nil, &PushError{Kind: KindSettings, Msg: err.Error()}
+	}
+	field := func(name, msg string) error {
+		return &PushError{Kind: KindSettings, Line: lineOf(data, name), Field: name, Msg: msg}
+	}
+	switch s.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return nil, field("log_level", fmt.Sprintf("%q is not one of debug, info, warn, error", s.LogLevel))
+	}
+	if v := s.HealthInterval.Duration; v != 0 && v < 10*time.Second {
+		return nil, field("health_interval", "below 10s")
+	}
+	if s.StoreQuota != 0 && s.StoreQuota < 1<<20 {
+		return nil, field("store_quota", "below 1 MiB")
+	}
+	p := s.Profile
+	if v := p.HeartbeatInterval.Duration; v != 0 && v < time.Second {
+		return nil, field("profile.heartbeat_interval", "below 1s")
+	}
+	if p.RetryBase.Duration != 0 && p.RetryCeiling.Duration != 0 && p.RetryBase.Duration > p.RetryCeiling.Duration {
+		return nil, field("profile.retry_base", "above profile.retry_ceiling")
+	}
+	return &s, nil
+}
+
+// lineOf finds the line where key is set (best effort: the first line
+// starting with it); 0 if none.
+func lineOf(data []byte, key string) int {
+	short := key[strings.LastIndexByte(key, '.')+1:]
+	for i, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), short) {
+			return i + 1
+		}
+	}
+	return 0
+}
