@@ -658,6 +658,13 @@ func (n *Node) serveDeliveries(s network.Stream, r *codec.FrameReader, proto str
 			}
 			n.o.afterApply(names)
 		}
+		// Entries a Carrier brings (fleet reports, pushes) are counted apart:
+		// deliveries_applied and OnApplied are about the catalogue.
+		appliedName, duplicateName := "deliveries_applied", "deliveries_duplicate"
+		carried := n.carrier(proto) != nil
+		if carried {
+			appliedName, duplicateName = "carried_applied", "carried_duplicate"
+		}
 		var applyErr error
 		for _, rc := range batch {
 			ack := &Ack{ID: rc.id}
@@ -670,13 +677,13 @@ func (n *Node) serveDeliveries(s network.Stream, r *codec.FrameReader, proto str
 				applyErr = cmpErr(applyErr, rc.err)
 				continue
 			case rc.dup:
-				n.Metrics.Inc("deliveries_duplicate")
+				n.Metrics.Inc(duplicateName)
 			default:
-				n.Metrics.Inc("deliveries_applied")
+				n.Metrics.Inc(appliedName)
 				if rc.applied != nil {
 					rc.applied()
 				}
-				if n.o.OnApplied != nil {
+				if n.o.OnApplied != nil && !carried {
 					n.o.OnApplied(from, strings.TrimPrefix(proto, ProtocolPrefix+"/"), rc.name)
 				}
 			}
