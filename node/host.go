@@ -49,6 +49,7 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 	msmux "github.com/multiformats/go-multistream"
 
+	"gardend/limits"
 	"gardend/platform"
 )
 
@@ -75,7 +76,7 @@ type HostConfig struct {
 	Bandwidth          metrics.Reporter // nil: not measured
 	// Limits bound what peers may make this host spend (limits.go);
 	// nil: LimitsFor a ground host with no fleet size given.
-	Limits *Limits
+	Limits *limits.Config
 }
 
 // Host is a libp2p host.Host over one swarm: TCP, Noise, yamux, PSK. It
@@ -89,7 +90,7 @@ type Host struct {
 	protosEmit event.Emitter
 	cmgr       connmgr.ConnManager
 	rcmgr      network.ResourceManager
-	refusals   *limitRefusals
+	refusals   *limits.Refusals
 	negTimeout time.Duration
 	userAgent  string
 	Gater      *Gater
@@ -141,8 +142,8 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		lim := LimitsFor(RoleMaster|RoleIndexer, 0)
 		cfg.Limits = &lim
 	}
-	refusals := new(limitRefusals)
-	rcmgr, err := newResourceManager(*cfg.Limits, refusals)
+	refusals := new(limits.Refusals)
+	rcmgr, err := limits.NewResourceManager(*cfg.Limits, refusals)
 	if err != nil {
 		return fail(fmt.Errorf("resource manager: %w", err))
 	}

@@ -25,6 +25,7 @@ import (
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"gardend/limits"
 	"gardend/node"
 )
 
@@ -202,7 +203,7 @@ func newAttacker(t testing.TB, psk pnet.PSK, identities int) *attacker {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lim := node.Limits{Resources: rcmgr.InfiniteLimits, StreamsPerConn: 1 << 20}
+		lim := limits.Config{Resources: rcmgr.InfiniteLimits, StreamsPerConn: 1 << 20}
 		h, err := node.NewHost(node.HostConfig{Key: priv, PSK: psk, Limits: &lim, DialTimeout: 10 * time.Second})
 		if err != nil {
 			t.Fatal(err)
