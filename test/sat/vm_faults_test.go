@@ -78,9 +78,7 @@ func TestVMPowerCutMidDrainAmd64(t *testing.T) {
 	if a := metric(b.ground.status(t), "deliveries_applied"); a != n {
 		t.Errorf("ground applied %d deliveries for %d resources: something was applied twice", a, n)
 	}
-	if st := v.nanoStatus(); st.DTNEntries != 0 {
-		t.Errorf("the guest nano still holds %d entries", st.DTNEntries)
-	}
+	expectNothingOwed(t, v.nanoStatus())
 }
 
 // TestVMFullDiskAmd64: the guest's root disk fills; gardend's health check
