@@ -29,6 +29,9 @@ const (
 	RoleNano Roles = 1 << iota
 	RoleMaster
 	RoleIndexer
+	// RoleStation is a ground process beside an antenna: nanos reach it in
+	// their passes over it, its master over the ground network.
+	RoleStation
 )
 
 func (r Roles) Has(x Roles) bool { return r&x != 0 }
@@ -38,7 +41,7 @@ func (r Roles) String() string {
 	for _, x := range []struct {
 		r    Roles
 		name string
-	}{{RoleNano, "nano"}, {RoleMaster, "master"}, {RoleIndexer, "indexer"}} {
+	}{{RoleNano, "nano"}, {RoleMaster, "master"}, {RoleIndexer, "indexer"}, {RoleStation, "station"}} {
 		if r.Has(x.r) {
 			s = append(s, x.name)
 		}
