@@ -370,9 +370,19 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 				return sent, err
 			}
 			if outstanding == 0 {
-				// More may have been queued for another protocol; the
-				// caller peeks again.
-				return sent, nil
+				if len(buf) > 0 || yield {
+					// Queued for another protocol, or others' turn: the
+					// caller peeks again.
+					return sent, nil
+				}
+				// Idle: keep the stream a moment for the next write, so a
+				// trickle of entries does not pay a stream's opening and
+				// closing (four frames, two of them round trips) each.
+				if !n.linger(dest, fl, more) {
+					return sent, nil
+				}
+				buf = nil
+				continue
 			}
 			if err := wait(len(buf) == 0 && !yield); err != nil {
 				return sent, err
@@ -411,6 +421,35 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 		n.Metrics.Inc("delivery_sent")
 		n.Metrics.Add("delivery_payload_bytes", uint64(len(e.Payload)))
 	}
+}
+
+// drainLinger is how long an idle drain keeps its stream for more entries;
+// well under a receiver's idle timeout.
+const drainLinger = 2 * time.Second
+
+// linger waits, on an idle drain stream with nothing in flight, for more
+// entries to dest. It reports whether to go on with the same stream: not
+// when the time is up, others wait for a drain worker, the stream ended
+// (nothing was lost: nothing was in flight), or dest may not be contacted
+// now (nothing is written outside a window).
+func (n *Node) linger(dest peer.ID, fl *inflight, more chan struct{}) bool {
+	if n.othersWaiting() {
+		return false
+	}
+	t := time.NewTimer(drainLinger)
+	defer t.Stop()
+	select {
+	case <-more:
+		if _, _, done := fl.state(); done {
+			return false
+		}
+		return n.mayContact(dest)
+	case <-fl.progress:
+		return false // the reader ended: the peer closed or the link dropped
+	case <-t.C:
+	case <-n.ctx.Done():
+	}
+	return false
 }
 
 func cmpErr(err, fallback error) error {
