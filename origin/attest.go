@@ -93,6 +93,15 @@ func SignBatch(s Signer, pub ed25519.PublicKey, digests [][32]byte) ([]Attestati
 	return out, nil
 }
 
+// SignEntries is SignBatch over the entries' digests.
+func SignEntries(s Signer, pub ed25519.PublicKey, entries []Entry) ([]Attestation, error) {
+	ds := make([][32]byte, len(entries))
+	for i := range entries {
+		ds[i] = entries[i].Digest()
+	}
+	return SignBatch(s, pub, ds)
+}
+
 // check is the shape a verifier requires before any hashing.
 func (a *Attestation) check() error {
 	switch {

@@ -151,7 +151,7 @@ func TestBatchVerifiesEveryLeaf(t *testing.T) {
 	dest := newPeer(t)
 	for _, n := range []int{1, 2, 3, 5, 64, 1000} {
 		es := testEntries(id, dest, n)
-		atts, err := SignBatch(ks, ks.PublicKey(), digestsOf(es))
+		atts, err := SignEntries(ks, ks.PublicKey(), es)
 		if err != nil {
 			t.Fatalf("n=%d: %v", n, err)
 		}
