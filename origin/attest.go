@@ -168,14 +168,19 @@ func VerifyPeer(origin peer.ID, digest [32]byte, att Attestation) error {
 	return Verify(pub, digest, att)
 }
 
-// VerifyEntry checks that e comes from expected (the receiver's master, or
-// the nano it serves) and that expected signed it: ErrWrongOrigin if e names
-// another origin, else as VerifyPeer.
-func VerifyEntry(expected peer.ID, e Entry, att Attestation) error {
-	if e.Origin != expected {
-		return fmt.Errorf("%w: entry names %s, expected %s", ErrWrongOrigin, e.Origin, expected)
+// VerifyEntry is what a receiver calls on an entry that crossed a relay: e
+// must come from the origin it expects (its master, or the nano it serves),
+// be meant for itself, and carry that origin's signature. ErrWrongOrigin or
+// ErrWrongDest if e names another peer (a station relaying an entry to a peer
+// it was not meant for), else as VerifyPeer.
+func VerifyEntry(from, to peer.ID, e Entry, att Attestation) error {
+	if e.Origin != from {
+		return fmt.Errorf("%w: entry names %s, expected %s", ErrWrongOrigin, e.Origin, from)
 	}
-	return VerifyPeer(expected, e.Digest(), att)
+	if e.Dest != to {
+		return fmt.Errorf("%w: entry is for %s, not %s", ErrWrongDest, e.Dest, to)
+	}
+	return VerifyPeer(from, e.Digest(), att)
 }
 
 // Encode returns the attestation's CBOR bytes (deterministic).

@@ -74,13 +74,15 @@ var (
 	// ErrWrongOrigin: the entry names an origin other than the one the
 	// receiver expects.
 	ErrWrongOrigin = errors.New("origin: entry is not from the expected origin")
+	// ErrWrongDest: the entry is meant for another peer than the receiver.
+	ErrWrongDest = errors.New("origin: entry is meant for another peer")
 )
 
-var kinds = [...]error{ErrMalformed, ErrBadProof, ErrBadSignature, ErrBadKey, ErrWrongOrigin}
-var reasons = [...]string{"malformed", "bad_proof", "bad_signature", "bad_key", "wrong_origin"}
+var kinds = [...]error{ErrMalformed, ErrBadProof, ErrBadSignature, ErrBadKey, ErrWrongOrigin, ErrWrongDest}
+var reasons = [...]string{"malformed", "bad_proof", "bad_signature", "bad_key", "wrong_origin", "wrong_dest"}
 
 // Reason returns a short label for the kind of err ("malformed",
-// "bad_proof", "bad_signature", "bad_key", "wrong_origin"), or "other" for
+// "bad_proof", "bad_signature", "bad_key", "wrong_origin", "wrong_dest"), or "other" for
 // an error of no kind here. Meant for metric labels.
 func Reason(err error) string {
 	for i, k := range kinds {

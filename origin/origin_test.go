@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/bits"
 	"testing"
 
@@ -170,7 +171,7 @@ func TestBatchVerifiesEveryLeaf(t *testing.T) {
 			if !bytes.Equal(a.Signature, atts[0].Signature) {
 				t.Fatalf("n=%d: leaf %d has its own signature: the batch should be signed once", n, i)
 			}
-			if err := VerifyEntry(id, es[i], a); err != nil {
+			if err := VerifyEntry(id, dest, es[i], a); err != nil {
 				t.Fatalf("n=%d: leaf %d: %v", n, i, err)
 			}
 		}
@@ -218,34 +219,34 @@ func TestTamperingFails(t *testing.T) {
 		for i := range []byte(e.Dest) {
 			x := e
 			x.Dest = peer.ID(flip([]byte(e.Dest), i))
-			expect("dest byte", ErrBadSignature, VerifyEntry(id, x, a))
+			expect("dest byte", ErrBadSignature, VerifyEntry(id, x.Dest, x, a))
 		}
 		for i := range e.Payload {
 			x := e
 			x.Payload = flip(e.Payload, i)
-			expect("payload byte", ErrBadSignature, VerifyEntry(id, x, a))
+			expect("payload byte", ErrBadSignature, VerifyEntry(id, dest, x, a))
 		}
 		for i := range []byte(e.Protocol) {
 			x := e
 			x.Protocol = string(flip([]byte(e.Protocol), i))
-			expect("protocol byte", ErrBadSignature, VerifyEntry(id, x, a))
+			expect("protocol byte", ErrBadSignature, VerifyEntry(id, dest, x, a))
 		}
 		for i := range []byte(e.ResourceID) {
 			x := e
 			x.ResourceID = string(flip([]byte(e.ResourceID), i))
-			expect("resource byte", ErrBadSignature, VerifyEntry(id, x, a))
+			expect("resource byte", ErrBadSignature, VerifyEntry(id, dest, x, a))
 		}
 		for bit := range 64 {
 			x := e
 			x.ID ^= 1 << bit
-			expect("entry ID bit", ErrBadSignature, VerifyEntry(id, x, a))
+			expect("entry ID bit", ErrBadSignature, VerifyEntry(id, dest, x, a))
 		}
 		x := e
 		x.Op ^= 0x80
-		expect("op", ErrBadSignature, VerifyEntry(id, x, a))
+		expect("op", ErrBadSignature, VerifyEntry(id, dest, x, a))
 		x = e
 		x.Payload = append(bytes.Clone(e.Payload), 0)
-		expect("payload grown", ErrBadSignature, VerifyEntry(id, x, a))
+		expect("payload grown", ErrBadSignature, VerifyEntry(id, dest, x, a))
 
 		// Every byte of the path.
 		for j := range a.Path {
@@ -320,17 +321,18 @@ func TestTamperingFails(t *testing.T) {
 
 		// Another entry's attestation from the same batch.
 		other := atts[(leaf+1)%n]
-		if err := VerifyEntry(id, e, other); err == nil {
+		if err := VerifyEntry(id, dest, e, other); err == nil {
 			t.Fatalf("leaf %d verified with leaf %d's attestation", leaf, other.Index)
 		}
 
 		// Another peer's key, or a peer that is not the entry's origin.
 		stranger := newPeer(t)
 		expect("stranger's key", ErrBadSignature, VerifyPeer(stranger, d, a))
-		expect("unexpected origin", ErrWrongOrigin, VerifyEntry(stranger, e, a))
+		expect("unexpected origin", ErrWrongOrigin, VerifyEntry(stranger, dest, e, a))
+		expect("relayed to another peer", ErrWrongDest, VerifyEntry(id, stranger, e, a))
 		forged := e
 		forged.Origin = stranger
-		expect("origin rewritten", ErrBadSignature, VerifyEntry(stranger, forged, a))
+		expect("origin rewritten", ErrBadSignature, VerifyEntry(stranger, dest, forged, a))
 		expect("short key", ErrBadKey, Verify(pub[:31], d, a))
 		expect("no key", ErrBadKey, Verify(nil, d, a))
 	}
@@ -348,7 +350,7 @@ func TestStationCannotResign(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := VerifyEntry(nanoID, es[2], atts[2]); !errors.Is(err, ErrBadSignature) {
+	if err := VerifyEntry(nanoID, master, es[2], atts[2]); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("station-signed entry: %v", err)
 	}
 	if err := Verify(nano.PublicKey(), es[2].Digest(), atts[2]); !errors.Is(err, ErrBadSignature) {
@@ -407,7 +409,8 @@ func TestSignBatchChecksTheSigner(t *testing.T) {
 func TestReason(t *testing.T) {
 	for err, want := range map[error]string{
 		ErrMalformed: "malformed", ErrBadProof: "bad_proof", ErrBadSignature: "bad_signature",
-		ErrBadKey: "bad_key", ErrWrongOrigin: "wrong_origin", errors.New("x"): "other",
+		ErrBadKey: "bad_key", ErrWrongOrigin: "wrong_origin", ErrWrongDest: "wrong_dest",
+		fmt.Errorf("wrapped: %w", ErrBadProof): "bad_proof", errors.New("x"): "other",
 	} {
 		if got := Reason(err); got != want {
 			t.Fatalf("Reason(%v) = %q, want %q", err, got, want)

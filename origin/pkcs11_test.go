@@ -41,13 +41,13 @@ func TestTokenSignsBatch(t *testing.T) {
 			t.Fatalf("n=%d: %v", n, err)
 		}
 		for i := range es {
-			if err := VerifyEntry(id, es[i], atts[i]); err != nil {
+			if err := VerifyEntry(id, dest, es[i], atts[i]); err != nil {
 				t.Fatalf("n=%d leaf %d: %v", n, i, err)
 			}
 		}
 		forged := es[n-1]
 		forged.Payload = []byte("changed by a station")
-		if err := VerifyEntry(id, forged, atts[n-1]); !errors.Is(err, ErrBadSignature) {
+		if err := VerifyEntry(id, dest, forged, atts[n-1]); !errors.Is(err, ErrBadSignature) {
 			t.Fatalf("n=%d: changed entry: %v", n, err)
 		}
 	}

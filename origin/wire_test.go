@@ -36,7 +36,7 @@ func TestWireRoundTripAndSize(t *testing.T) {
 			if back.Index != a.Index || back.Size != a.Size || !bytes.Equal(back.Signature, a.Signature) || len(back.Path) != len(a.Path) {
 				t.Fatalf("n=%d leaf %d: round trip changed %+v into %+v", n, i, a, back)
 			}
-			if err := VerifyEntry(id, es[i], back); err != nil {
+			if err := VerifyEntry(id, dest, es[i], back); err != nil {
 				t.Fatalf("n=%d leaf %d after the wire: %v", n, i, err)
 			}
 			again, err := Encode(c, back)
