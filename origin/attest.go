@@ -56,7 +56,9 @@ func rootMessage(root [32]byte, size uint64) []byte {
 // SignBatch signs digests (Entry.Digest of each entry handed over together)
 // with one signature and returns one Attestation per digest, in order. pub is
 // the signer's public key: the signature is checked before it is handed out,
-// so a faulty signer is caught here rather than by every receiver.
+// so a faulty signer is caught here rather than by every receiver. The
+// attestations share their signature and path hashes: treat them as
+// read-only (encoding them copies).
 func SignBatch(s Signer, pub ed25519.PublicKey, digests [][32]byte) ([]Attestation, error) {
 	n := len(digests)
 	if n == 0 {
@@ -72,12 +74,14 @@ func SignBatch(s Signer, pub ed25519.PublicKey, digests [][32]byte) ([]Attestati
 	for i, d := range digests {
 		leaves[i] = leafHash(d)
 	}
-	depth := bits.Len(uint(n - 1)) // ceil(log2 n): the longest path
+	depth := bits.Len(uint(n - 1))  // ceil(log2 n): the longest path
+	slab := make([][]byte, n*depth) // every path's hash references, one allocation
 	paths := make([][][]byte, n)
 	for i := range paths {
-		paths[i] = make([][]byte, 0, depth)
+		paths[i] = slab[i*depth : i*depth : (i+1)*depth]
 	}
-	root := buildTree(leaves, paths)
+	arena := make([][32]byte, 0, n-1)
+	root := [32]byte(buildTree(leaves, paths, &arena))
 	msg := rootMessage(root, uint64(n))
 	sig, err := s.Sign(msg)
 	if err != nil {

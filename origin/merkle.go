@@ -37,21 +37,25 @@ func splitPoint(n int) int {
 
 // buildTree returns the root over leaves (already leaf-hashed) and appends to
 // paths[i] the audit path of leaf i, deepest sibling first, as RFC 6962's
-// PATH does — every path in one pass, O(n log n) hashes in all.
-func buildTree(leaves [][32]byte, paths [][][]byte) [32]byte {
+// PATH does — every path in one pass, O(n log n) hashes in all. Inner node
+// hashes go to arena, whose capacity must hold the n-1 of them so that the
+// path slices pointing into it stay valid; the returned slice points into
+// leaves or arena.
+func buildTree(leaves [][32]byte, paths [][][]byte, arena *[][32]byte) []byte {
 	if len(leaves) == 1 {
-		return leaves[0]
+		return leaves[0][:]
 	}
 	k := splitPoint(len(leaves))
-	left := buildTree(leaves[:k], paths[:k])
-	right := buildTree(leaves[k:], paths[k:])
+	left := buildTree(leaves[:k], paths[:k], arena)
+	right := buildTree(leaves[k:], paths[k:], arena)
 	for i := range paths[:k] {
-		paths[i] = append(paths[i], right[:])
+		paths[i] = append(paths[i], right)
 	}
 	for i := range paths[k:] {
-		paths[k+i] = append(paths[k+i], left[:])
+		paths[k+i] = append(paths[k+i], left)
 	}
-	return nodeHash(left[:], right[:])
+	*arena = append(*arena, nodeHash(left, right))
+	return (*arena)[len(*arena)-1][:]
 }
 
 // rootFromPath recomputes the root of a tree of size leaves from leaf index's

@@ -123,7 +123,11 @@ func TestTreeMatchesRFC6962Definition(t *testing.T) {
 			leaves[i] = leafHash(d)
 		}
 		paths := make([][][]byte, n)
-		root := buildTree(leaves, paths)
+		arena := make([][32]byte, 0, n-1)
+		root := [32]byte(buildTree(leaves, paths, &arena))
+		if len(arena) != n-1 || cap(arena) != n-1 {
+			t.Fatalf("n=%d: %d inner nodes in an arena of %d, want %d", n, len(arena), cap(arena), n-1)
+		}
 		if want := mth(ds); root != want {
 			t.Fatalf("n=%d: root %x, MTH %x", n, root, want)
 		}
