@@ -7,9 +7,9 @@
 // What is signed for one entry is its Digest: SHA-256 over a
 // domain-separated, length-prefixed encoding of origin, destination, the
 // origin's entry ID, protocol, op, resource ID and payload, so two different
-// entries never hash the same bytes. A signature may be slow (a PKCS#11 token
-// signs a few hundred times a second), so the entries handed over in one go
-// are signed as a batch: the digests are the leaves of an RFC 6962 Merkle
+// entries never hash the same bytes. A signature may be slow (SoftHSM signs
+// a few thousand times a second, a smart-card class token far fewer), so the
+// entries handed over in one go are signed as a batch: the digests are the leaves of an RFC 6962 Merkle
 // tree and the origin signs the tree's root and size once. Each entry then
 // travels with its own Attestation — the root's signature, its leaf index,
 // the tree size and the audit path — and is verified alone, wherever it ends
