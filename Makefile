@@ -9,7 +9,7 @@ BUILDDATE ?= $(shell git log -1 --format=%cI 2>/dev/null)
 LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDate=$(BUILDDATE)
 ARCHES   := amd64 arm64 arm riscv64
 # Packages whose tests change with the pkcs11 build tag (SoftHSM tests).
-HSM_PKGS := ./hsm/... ./node/... ./cmd/...
+HSM_PKGS := ./hsm/... ./node/... ./cmd/... ./origin/...
 # Debian cross compilers per GOARCH, for cgo (pkcs11) builds.
 CC_arm64   := aarch64-linux-gnu-gcc
 CC_riscv64 := riscv64-linux-gnu-gcc
