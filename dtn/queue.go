@@ -550,6 +550,20 @@ func (tx *Tx) Ack(dest string, ref Ref) error {
 	return tx.resetBackoff(dest, dh)
 }
 
+// Take removes a queued entry as Ack does, and reports whether it was
+// still queued (an entry acknowledged or replaced meanwhile is not), for
+// a caller that moves entries to another queue in the same transaction.
+func (tx *Tx) Take(dest string, ref Ref) (taken bool, err error) {
+	e, dh, qk, current, err := tx.lookup(dest, ref)
+	if err != nil || !current {
+		return false, err
+	}
+	if err := tx.remove(dh, qk, &e); err != nil {
+		return false, err
+	}
+	return true, tx.resetBackoff(dest, dh)
+}
+
 // remove deletes a queued entry and its dedup index entry.
 func (tx *Tx) remove(dh, qk []byte, e *Entry) error {
 	if err := tx.bucket(bucketQueue).Delete(qk); err != nil {

@@ -48,7 +48,7 @@ func FuzzHealthReport(f *testing.F) {
 			}
 			return
 		}
-		if err := m.o.Store.Update(context.Background(), apply); err != nil {
+		if err := m.o.Store.Update(context.Background(), apply.Apply); err != nil {
 			t.Fatalf("apply: %v", err)
 		}
 	})
@@ -75,7 +75,7 @@ func FuzzPush(f *testing.F) {
 			}
 			return
 		}
-		if err := n.o.Store.Update(context.Background(), apply); err != nil {
+		if err := n.o.Store.Update(context.Background(), apply.Apply); err != nil {
 			t.Fatalf("apply: %v", err)
 		}
 	})

@@ -132,7 +132,7 @@ func TestOlderReportIgnored(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := master.store.Update(context.Background(), apply); err != nil {
+		if err := master.store.Update(context.Background(), apply.Apply); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -101,7 +101,7 @@ func NewMaster(o MasterOptions) *Master {
 
 // Carriers are the node.Carriers of a master: it takes health reports.
 func (m *Master) Carriers() []node.Carrier {
-	return []node.Carrier{{Protocol: ProtoHealth, Prepare: m.prepareReport, Applied: m.reportApplied}}
+	return []node.Carrier{{Protocol: ProtoHealth, Prepare: m.prepareReport}}
 }
 
 // Start loads the latest reports; the master's copies of its nanos' plans
@@ -131,13 +131,13 @@ func (m *Master) latestKey(tx *dtn.Tx, p peer.ID) []byte { return key(tx, "lates
 
 // prepareReport judges a report from one of this master's nanos (the node
 // checked the sender on the connection).
-func (m *Master) prepareReport(d node.Delivery) (func(tx *dtn.Tx) error, error) {
+func (m *Master) prepareReport(d node.Delivery) (node.Work, error) {
 	var r HealthReport
 	if err := m.o.Codec.Unmarshal(d.Body, &r); err != nil {
-		return nil, &node.Refusal{Reason: "malformed health report: " + err.Error()}
+		return node.Work{}, &node.Refusal{Reason: "malformed health report: " + err.Error()}
 	}
 	if r.Seq == 0 {
-		return nil, &node.Refusal{Reason: "health report without a sequence number"}
+		return node.Work{}, &node.Refusal{Reason: "health report without a sequence number"}
 	}
 	rc := Received{Report: r, Received: d.Received.UnixNano()}
 	if !d.Sent.IsZero() {
@@ -145,7 +145,7 @@ func (m *Master) prepareReport(d node.Delivery) (func(tx *dtn.Tx) error, error) 
 		rc.OffsetKnown = true
 	}
 	from := d.From
-	return func(tx *dtn.Tx) error {
+	apply := func(tx *dtn.Tx) error {
 		k := m.latestKey(tx, from)
 		if v, err := tx.Get(bucketMaster, k); err != nil {
 			return err
@@ -170,7 +170,8 @@ func (m *Master) prepareReport(d node.Delivery) (func(tx *dtn.Tx) error, error) 
 			return err
 		}
 		return m.settlePushes(tx, from, &r)
-	}, nil
+	}
+	return node.Work{Apply: apply, Applied: func() { m.reportApplied(d) }}, nil
 }
 
 // settlePushes marks the pushes a report shows applied or refused.

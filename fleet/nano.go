@@ -102,7 +102,7 @@ func NewNano(o NanoOptions) *Nano {
 
 // Carriers are the node.Carriers of a nano: it takes pushes.
 func (f *Nano) Carriers() []node.Carrier {
-	return []node.Carrier{{Protocol: ProtoPush, Prepare: f.preparePush, Applied: f.pushApplied}}
+	return []node.Carrier{{Protocol: ProtoPush, Prepare: f.preparePush}}
 }
 
 func key(tx *dtn.Tx, parts ...string) []byte {
@@ -269,22 +269,22 @@ func ParsePlan(data []byte, epoch time.Time) (*plan.Plan, error) {
 // preparePush judges a push outside any transaction: it is decoded and
 // validated in full here, so a bad one changes nothing; the version check
 // is made again inside the transaction, which is the truth.
-func (f *Nano) preparePush(d node.Delivery) (func(tx *dtn.Tx) error, error) {
+func (f *Nano) preparePush(d node.Delivery) (node.Work, error) {
 	var p Push
 	if err := f.o.Codec.Unmarshal(d.Body, &p); err != nil {
-		return nil, f.refuse(context.Background(), PushRefusal{Reason: "malformed push: " + err.Error()})
+		return node.Work{}, f.refuse(context.Background(), PushRefusal{Reason: "malformed push: " + err.Error()})
 	}
 	f.mu.Lock()
 	cur := f.inForce[p.Kind].Version
 	f.mu.Unlock()
 	if p.Version <= cur {
-		return nil, f.refuse(context.Background(), PushRefusal{Kind: p.Kind, Version: p.Version, Reason: fmt.Sprintf("version %d is not newer than version %d in force", p.Version, cur)})
+		return node.Work{}, f.refuse(context.Background(), PushRefusal{Kind: p.Kind, Version: p.Version, Reason: fmt.Sprintf("version %d is not newer than version %d in force", p.Version, cur)})
 	}
 	if _, err := f.validate(p.Kind, p.Content, true); err != nil {
-		return nil, f.refuse(context.Background(), PushRefusal{Kind: p.Kind, Version: p.Version, Reason: err.Error()})
+		return node.Work{}, f.refuse(context.Background(), PushRefusal{Kind: p.Kind, Version: p.Version, Reason: err.Error()})
 	}
 	in := inForce{Version: p.Version, Content: p.Content, Applied: f.o.Now().UnixNano()}
-	return func(tx *dtn.Tx) error {
+	apply := func(tx *dtn.Tx) error {
 		k := key(tx, "inforce", p.Kind.String())
 		if v, err := tx.Get(bucketNano, k); err != nil {
 			return err
@@ -299,7 +299,8 @@ func (f *Nano) preparePush(d node.Delivery) (func(tx *dtn.Tx) error, error) {
 			return err
 		}
 		return tx.Put(bucketNano, k, v)
-	}, nil
+	}
+	return node.Work{Apply: apply, Applied: func() { f.pushApplied(d) }}, nil
 }
 
 // refuse remembers a refusal for the next report and returns it as the

@@ -252,7 +252,7 @@ func TestKilledMidApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := nano.store.Update(context.Background(), apply); err != nil {
+	if err := nano.store.Update(context.Background(), apply.Apply); err != nil {
 		t.Fatal(err)
 	}
 	nano.nano.pushApplied(d1)
@@ -262,7 +262,7 @@ func TestKilledMidApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := nano.store.Update(context.Background(), apply); err != nil {
+	if err := nano.store.Update(context.Background(), apply.Apply); err != nil {
 		t.Fatal(err)
 	}
 	// Version 3 killed inside its transaction (the commit never happens).
@@ -272,7 +272,7 @@ func TestKilledMidApply(t *testing.T) {
 	}
 	killed := fmt.Errorf("killed")
 	nano.store.Update(context.Background(), func(tx *dtn.Tx) error {
-		if err := apply(tx); err != nil {
+		if err := apply.Apply(tx); err != nil {
 			return err
 		}
 		return killed

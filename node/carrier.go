@@ -55,12 +55,23 @@ type Delivery struct {
 type Carrier struct {
 	Protocol string
 	// Prepare judges a delivery outside any transaction. It returns the
-	// work to do inside the receiver's transaction (nil: nothing to store),
-	// or a *Refusal to refuse the delivery for good (the sender drops it).
-	Prepare func(d Delivery) (apply func(tx *dtn.Tx) error, err error)
-	// Applied, if set, runs once the delivery is durably applied (not for a
-	// duplicate). It must not block for long: acks wait for it.
-	Applied func(d Delivery)
+	// work to do for it, or a *Refusal to refuse the delivery for good (the
+	// sender drops it).
+	Prepare func(d Delivery) (Work, error)
+	// Admit, if set, judges who may deliver on this protocol instead of the
+	// node's rule (a nano takes from its master, a master from its nanos):
+	// a relay through ground stations takes from others.
+	Admit func(from peer.ID) error
+}
+
+// Work is what a Carrier's delivery does once judged.
+type Work struct {
+	// Apply runs inside the receiver's batch transaction (nil: nothing to
+	// store), only the first time the delivery arrives.
+	Apply func(tx *dtn.Tx) error
+	// Applied, if set, runs once Apply is durable (not for a duplicate). It
+	// must not block for long: acks wait for it.
+	Applied func()
 }
 
 func (n *Node) carrier(proto string) *Carrier {
@@ -84,26 +95,29 @@ func (n *Node) serveCarried(c *Carrier) func(s network.Stream, r *codec.FrameRea
 			if cm.Sent != 0 {
 				d.Sent = time.UnixMilli(cm.Sent)
 			}
-			rc := &received{id: cm.ID, name: c.Protocol}
-			apply, err := c.Prepare(d)
-			if err != nil {
-				ref, ok := err.(*Refusal)
-				if !ok {
-					ref = &Refusal{Reason: err.Error()}
-				}
-				rc.refusal = ref
-				return rc, nil
-			}
-			rc.apply = func(tx *dtn.Tx) error {
-				if apply == nil {
-					return nil
-				}
-				return apply(tx)
-			}
-			if c.Applied != nil {
-				rc.applied = func() { c.Applied(d) }
-			}
-			return rc, nil
+			return n.prepareCarried(c, d), nil
 		})
 	}
+}
+
+// prepareCarried judges one delivery of a Carrier's protocol.
+func (n *Node) prepareCarried(c *Carrier, d Delivery) *received {
+	rc := &received{id: d.ID, name: c.Protocol}
+	w, err := c.Prepare(d)
+	if err != nil {
+		ref, ok := err.(*Refusal)
+		if !ok {
+			ref = &Refusal{Reason: err.Error()}
+		}
+		rc.refusal = ref
+		return rc
+	}
+	rc.apply = func(tx *dtn.Tx) error {
+		if w.Apply == nil {
+			return nil
+		}
+		return w.Apply(tx)
+	}
+	rc.applied = w.Applied
+	return rc
 }

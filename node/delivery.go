@@ -210,6 +210,8 @@ func (n *Node) nextContact(p peer.ID, now time.Time) time.Time {
 	c := n.contact()
 	if !n.o.Roles.Has(RoleNano) {
 		c = n.nanoContact(p)
+	} else if pp, ok := n.o.PeerPlans[p]; ok {
+		c.Plan = pp
 	}
 	if c.Plan != nil {
 		if w, ok := c.Plan.NextStart(now); ok {
@@ -614,7 +616,11 @@ const maxApplyBatch = 256
 // and the next commit carries all that arrived during this one.
 func (n *Node) serveDeliveries(s network.Stream, r *codec.FrameReader, proto string, prepare func(from peer.ID, m any) (*received, error)) error {
 	from := s.Conn().RemotePeer()
-	if err := n.gateSender(from); err != nil {
+	gate := n.gateSender
+	if c := n.carrier(proto); c != nil && c.Admit != nil {
+		gate = c.Admit
+	}
+	if err := gate(from); err != nil {
 		n.log.Warn("refused delivery", "peer", from, "protocol", proto, "err", err)
 		return err
 	}

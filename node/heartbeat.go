@@ -268,23 +268,38 @@ const acquireRetry = time.Second
 // way costs more at the next pass than a fresh handshake.
 func (n *Node) contactLoop() {
 	wasOpen := false
+	reached := map[peer.ID]bool{} // in a window of its own at the last look
 	for {
 		now := n.o.Now()
 		c := n.contact()
 		open := c.Open(now)
 		failed := false
-		if open && !n.Connected(n.o.Master.ID) {
-			ctx, cancel := context.WithTimeout(n.ctx, DefaultDialTimeout)
-			n.h.ClearBackoff(n.o.Master.ID)
-			if err := n.h.Connect(ctx, peer.AddrInfo{ID: n.o.Master.ID}); err != nil {
-				n.Metrics.Inc("master_dial_failures")
-				failed = true
+		for _, p := range n.callees() {
+			inReach := n.peerOpen(p, now)
+			if inReach && !n.Connected(p) {
+				ctx, cancel := context.WithTimeout(n.ctx, DefaultDialTimeout)
+				n.h.ClearBackoff(p)
+				if err := n.h.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
+					if p == n.o.Master.ID {
+						n.Metrics.Inc("master_dial_failures")
+					} else {
+						n.Metrics.Inc("station_dial_failures")
+					}
+					failed = true
+				}
+				cancel()
 			}
-			cancel()
+			if reached[p] && !inReach && open {
+				// Out of this station's view, still in another's.
+				n.h.Network().ClosePeer(p)
+			}
+			reached[p] = inReach
 		}
 		if wasOpen && !open {
 			n.Metrics.Inc("windows_closed")
-			n.h.Network().ClosePeer(n.o.Master.ID)
+			for _, p := range n.callees() {
+				n.h.Network().ClosePeer(p)
+			}
 			for _, ai := range n.o.Indexers {
 				n.h.Network().ClosePeer(ai.ID)
 			}
@@ -303,6 +318,11 @@ func (n *Node) contactLoop() {
 				wait = min(wait, max(w.Start.Add(-c.Profile.Guard).Sub(now), time.Millisecond))
 			}
 		}
+		for _, pp := range n.o.PeerPlans { // a station coming into view
+			if w, ok := pp.NextStart(now); ok {
+				wait = min(wait, max(w.Start.Add(-c.Profile.Guard).Sub(now), time.Millisecond))
+			}
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-n.ctx.Done():
@@ -311,6 +331,20 @@ func (n *Node) contactLoop() {
 		case <-t.C:
 		}
 	}
+}
+
+// callees are the peers a nano dials in its windows: its master, unless a
+// plan of its own says it is never in reach (a master that is not a
+// station), and the ground stations.
+func (n *Node) callees() []peer.ID {
+	var ps []peer.ID
+	if pp, ok := n.o.PeerPlans[n.o.Master.ID]; !ok || pp.Len() > 0 {
+		ps = append(ps, n.o.Master.ID)
+	}
+	for _, ai := range n.o.Stations {
+		ps = append(ps, ai.ID)
+	}
+	return ps
 }
 
 // heartbeatSchedule decides when to heartbeat: every interval while in

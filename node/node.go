@@ -20,6 +20,7 @@ import (
 
 	"gardend/codec"
 	"gardend/dtn"
+	"gardend/plan"
 )
 
 // Roles is a set of roles one process holds.
@@ -67,6 +68,14 @@ type Options struct {
 	// NanoContacts are the profiles and plans of a master's nanos: when the
 	// master may reach each, and when it should start to worry.
 	NanoContacts map[peer.ID]Contact
+	// Stations are the ground stations a nano may reach in its passes over
+	// them (admitted and dialled like its master).
+	Stations []peer.AddrInfo
+	// PeerPlans narrow, on a nano, when a peer is in reach to that peer's
+	// own windows inside the node's plan: a station in passes over it, a
+	// master only in passes over its own antenna (an empty plan: never
+	// directly). A peer without one is in reach whenever the plan is open.
+	PeerPlans map[peer.ID]*plan.Plan
 
 	HeartbeatInterval time.Duration // 0: 20 s
 	RecordTTL         time.Duration // 0: 10 min; at most MaxRecordTTL
@@ -216,13 +225,14 @@ func New(o Options) (*Node, error) {
 	if o.Master.ID != "" {
 		o.Host.Peerstore().AddAddrs(o.Master.ID, o.Master.Addrs, time.Hour*24*365)
 	}
-	for _, ai := range o.Indexers {
+	for _, ai := range append(append([]peer.AddrInfo(nil), o.Indexers...), o.Stations...) {
 		o.Host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour*24*365)
 	}
 	if o.Roles == RoleNano {
-		// A nano talks only to its own: its master and its indexers.
+		// A nano talks only to its own: its master, its indexers and the
+		// ground stations that relay for its master.
 		admitted := []peer.ID{o.Master.ID}
-		for _, ai := range o.Indexers {
+		for _, ai := range append(append([]peer.AddrInfo(nil), o.Indexers...), o.Stations...) {
 			admitted = append(admitted, ai.ID)
 		}
 		o.Host.Gater.AdmitOnly(admitted...)

@@ -65,13 +65,28 @@ func (n *Node) SetNanoContact(p peer.ID, c Contact) {
 // its windows (with guard); a master to a nano only inside the nano's.
 func (n *Node) inContact(p peer.ID) bool {
 	now := n.o.Now()
-	if n.o.Roles.Has(RoleNano) && !n.contact().Open(now) {
+	if n.o.Roles.Has(RoleNano) && !n.peerOpen(p, now) {
 		return false
 	}
 	if _, ok := n.nanos[p]; ok {
 		return n.nanoContact(p).Open(now)
 	}
 	return true
+}
+
+// peerOpen says whether a nano's plan lets it reach p at now: its own plan
+// open, and p's own windows (PeerPlans) open if p has any.
+func (n *Node) peerOpen(p peer.ID, now time.Time) bool {
+	c := n.contact()
+	if !c.Open(now) {
+		return false
+	}
+	pp, ok := n.o.PeerPlans[p]
+	if !ok || !c.Profile.WindowsOnly {
+		return true
+	}
+	_, open := pp.Current(now, c.Profile.Guard)
+	return open
 }
 
 // watchNanos runs on a master: when a nano's window opens, its backoff is

@@ -1,0 +1,86 @@
+package node
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gardend/dtn"
+)
+
+// PrepareRelayed judges an entry that origin queued for this node and a
+// relay (a ground station) brought, exactly as its protocol's receiver
+// would judge it had origin delivered it over a direct link: who may send
+// (a nano takes from its master, a master from its nanos) and who may
+// change what. e is the entry as origin queued it: e.Ref.ID is origin's
+// entry ID. The returned Work applies it inside the caller's transaction
+// once by (origin, entry ID), the key a direct delivery uses too, so an
+// entry brought by two stations, or by a station and directly, is applied
+// once. The caller must have checked that origin really made e (its
+// end-to-end signature); a refusal is a *Refusal.
+func (n *Node) PrepareRelayed(origin peer.ID, e dtn.Entry) (Work, error) {
+	if err := n.gateSender(origin); err != nil {
+		return Work{}, err
+	}
+	msg, err := n.deliveryMessage(e)
+	if err != nil {
+		n.Metrics.Inc("relayed_undecodable")
+		return Work{}, &Refusal{Reason: "relayed entry: " + err.Error()}
+	}
+	var rc *received
+	carried := false
+	switch m := msg.(type) {
+	case *Mutation:
+		rc = n.prepareMutation(origin, m)
+	case *Booking:
+		if n.o.Roles.Has(RoleNano) {
+			rc = n.prepareBooking(origin, m)
+		} else {
+			rc = n.prepareBookingAtMaster(origin, m)
+		}
+	case *Carried:
+		c := n.carrier(e.Protocol)
+		if c == nil {
+			return Work{}, &Refusal{Reason: fmt.Sprintf("relayed entry of protocol %s, not served here", e.Protocol)}
+		}
+		carried = true
+		rc = n.prepareCarried(c, Delivery{From: origin, ID: e.Ref.ID, Body: m.Body, Received: n.o.Now()})
+	default:
+		return Work{}, &Refusal{Reason: "relayed entry of protocol " + e.Protocol}
+	}
+	if rc.refusal != nil {
+		n.Metrics.Inc("deliveries_refused")
+		return Work{}, rc.refusal
+	}
+	var dup bool
+	return Work{
+		Apply: func(tx *dtn.Tx) error {
+			var err error
+			dup, err = applyOnceTx(tx, origin, e.Ref.ID, rc.apply)
+			return err
+		},
+		Applied: func() {
+			switch {
+			case dup && carried:
+				n.Metrics.Inc("carried_duplicate")
+			case dup:
+				n.Metrics.Inc("deliveries_duplicate")
+			case carried:
+				n.Metrics.Inc("carried_applied")
+			default:
+				n.Metrics.Inc("deliveries_applied")
+			}
+			if dup {
+				return
+			}
+			n.Metrics.Inc("relayed_applied")
+			if rc.applied != nil {
+				rc.applied()
+			}
+			if n.o.OnApplied != nil && !carried {
+				n.o.OnApplied(origin, strings.TrimPrefix(e.Protocol, ProtocolPrefix+"/"), rc.name)
+			}
+		},
+	}, nil
+}
