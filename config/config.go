@@ -107,7 +107,7 @@ type GroundStation struct {
 	Name     string   `toml:"name"`     // required, unique: letters, digits, - _ . (windows and logs name it)
 	PeerID   string   `toml:"peer_id"`  // required: the station process's peer ID
 	Addrs    []string `toml:"addrs"`    // its libp2p multiaddrs (TCP)
-	Location string   `toml:"location"` // LAT,LON,ALT (degrees, degrees, metres); required to predict passes from elements
+	Location string   `toml:"location"` // required: LAT,LON,ALT (degrees, degrees, metres), to predict passes
 	// MinElevation is in degrees; default profile.min_elevation (itself
 	// default 10).
 	MinElevation *float64 `toml:"min_elevation"`
@@ -465,7 +465,7 @@ func (c *Config) Validate() error {
 	for _, nn := range c.Nanos {
 		needStation = needStation || nn.Elements() != ""
 	}
-	c.validateStations(add, seen[RoleStation], needStation)
+	c.validateStations(add, seen[RoleStation])
 	if needStation && len(c.Stations) == 0 {
 		if _, err := ParseStation(c.Profile.Station); err != nil {
 			add("profile.station", "%v (needed to predict passes from orbit elements)", err)

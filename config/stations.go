@@ -20,9 +20,9 @@ const PredictionLead = time.Hour
 func stationKey(i int, field string) string { return fmt.Sprintf("stations[%d].%s", i+1, field) }
 
 // validateStations checks [[stations]] and the station key. isStation: the
-// station role is configured; predict: orbit elements will be turned into
-// passes, so every station needs a location.
-func (c *Config) validateStations(add func(key, format string, args ...any), isStation, predict bool) {
+// station role is configured. Every station needs a location, even where
+// plans are static: orbit elements may be pushed to a nano at any time.
+func (c *Config) validateStations(add func(key, format string, args ...any), isStation bool) {
 	names := map[string]int{}
 	peers := map[string]int{}
 	for i, gs := range c.Stations {
@@ -51,13 +51,10 @@ func (c *Config) validateStations(add func(key, format string, args ...any), isS
 				add(stationKey(i, "addrs"), "%q: %v", s, err)
 			}
 		}
-		switch {
-		case gs.Location != "":
-			if _, err := ParseStation(gs.Location); err != nil {
-				add(stationKey(i, "location"), "%v", err)
-			}
-		case predict:
-			add(stationKey(i, "location"), "required to predict passes from orbit elements (LAT,LON,ALT)")
+		if gs.Location == "" {
+			add(stationKey(i, "location"), "required: LAT,LON,ALT, to predict passes from orbit elements (configured or pushed)")
+		} else if _, err := ParseStation(gs.Location); err != nil {
+			add(stationKey(i, "location"), "%v", err)
 		}
 		if e := gs.MinElevation; e != nil && (*e < 0 || *e >= 90) {
 			add(stationKey(i, "min_elevation"), "%g is outside [0, 90) degrees", *e)
@@ -97,7 +94,7 @@ func (c *Config) StationMinElevation(gs GroundStation) float64 {
 
 // PlanStations returns the [[stations]] entries as stations to predict
 // passes over (named, located, minimum elevation resolved); nil when there
-// is none. An entry without a location is an error here.
+// is none. Valid after Validate.
 func (c *Config) PlanStations() ([]plan.Station, error) {
 	var out []plan.Station
 	for i, gs := range c.Stations {

@@ -226,15 +226,15 @@ peer_id = "not-a-peer"
 
 func TestStationRoleRules(t *testing.T) {
 	id := newID(t).String()
-	entry := "\n[[stations]]\nname = \"kiruna\"\npeer_id = \"" + id + "\"\n"
+	entry := "\n[[stations]]\nname = \"kiruna\"\npeer_id = \"" + id + "\"\nlocation = \"67.86,20.96,400\"\n"
 	for _, c := range []struct{ src, key, msg string }{
 		{`roles = ["station"]` + entry, "station", "required with the station role"},
 		{`roles = ["master"]` + "\nstation = \"kiruna\"\n" + entry, "station", "only a process with the station role"},
 		{`roles = ["station"]` + "\nstation = \"kiruna\"\n", "station", "there is none"},
 		{`roles = ["nano", "station"]` + "\n[master]\npeer_id = \"" + masterID + "\"\n", "roles", "cannot also be master, indexer or station"},
-		// Elements need a location for every station; profile.station is
-		// then not needed.
-		{`roles = ["master"]` + "\n[profile]\nkind = \"orbital\"\nelements_file = \"x.tle\"\n" + entry, "stations[1].location", "required to predict passes"},
+		// Every station needs a location; profile.station is then not
+		// needed to predict from elements.
+		{`roles = ["master"]` + "\n[profile]\nkind = \"orbital\"\nelements_file = \"x.tle\"\n" + strings.Replace(entry, "location", "# location", 1), "stations[1].location", "required"},
 	} {
 		cfg, err := Parse("c.toml", []byte(c.src))
 		if err != nil {

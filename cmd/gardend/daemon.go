@@ -148,12 +148,16 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 		}
 		station = plan.Station{Lat: st.Lat, Lon: st.Lon, AltM: st.AltM, MinElevation: cfg.Profile.MinElevation}
 	}
+	stations, err := cfg.PlanStations() // pushed elements are predicted over these when set
+	if err != nil {
+		return nil, err
+	}
 	if opts.Roles.Has(node.RoleNano) {
 		backend := "software"
 		if strings.HasPrefix(cfg.Key, "pkcs11:") {
 			backend = "pkcs11"
 		}
-		no := fleet.NanoOptions{Store: d.store, Codec: c, Log: log, DataDir: cfg.DataDir, Station: station, Name: cfg.Name,
+		no := fleet.NanoOptions{Store: d.store, Codec: c, Log: log, DataDir: cfg.DataDir, Station: station, Stations: stations, Name: cfg.Name,
 			Version: version, Flavour: hsm.Flavour, KeyBackend: backend, Watchdog: tune.watchdog,
 			HealthInterval: cfg.Fleet.HealthInterval.Duration, SetQuota: d.store.SetQuota}
 		if tune.level != nil {
@@ -163,7 +167,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 		opts.Carriers = append(opts.Carriers, d.nanoFleet.Carriers()...)
 	}
 	if opts.Roles.Has(node.RoleMaster) {
-		d.masterFleet = fleet.NewMaster(fleet.MasterOptions{Store: d.store, Codec: c, Log: log, Station: station})
+		d.masterFleet = fleet.NewMaster(fleet.MasterOptions{Store: d.store, Codec: c, Log: log, Station: station, Stations: stations})
 		opts.Carriers = append(opts.Carriers, d.masterFleet.Carriers()...)
 	}
 	var listen []ma.Multiaddr
