@@ -31,6 +31,7 @@ const (
 	RoleNano    = "nano"
 	RoleMaster  = "master"
 	RoleIndexer = "indexer"
+	RoleStation = "station"
 )
 
 // Connectivity profiles accepted in `profile.kind`.
@@ -44,7 +45,7 @@ const (
 // gardend.example.toml shows every field with its default.
 type Config struct {
 	Name     string   `toml:"name"`      // human-readable site name, in records and logs
-	Roles    []string `toml:"roles"`     // nano, master, indexer; several allowed except nano with others
+	Roles    []string `toml:"roles"`     // nano, master, indexer, station; several allowed except nano with others
 	DataDir  string   `toml:"data_dir"`  // state database, software key, control socket
 	Listen   []string `toml:"listen"`    // libp2p listen multiaddrs (TCP)
 	PSKFile  string   `toml:"psk_file"`  // private-network key, go-libp2p pnet format
@@ -63,6 +64,14 @@ type Config struct {
 	Codec    Codec    `toml:"codec"`
 	Metrics  Metrics  `toml:"metrics"`
 	Fleet    Fleet    `toml:"fleet"`
+
+	// Stations lists the ground stations ([[stations]] tables). When set, a
+	// nano's contact plan is the union of its windows over every station,
+	// each window naming its station, on the nano and on its master.
+	Stations []GroundStation `toml:"stations"`
+	// Station is, for a process with the station role, the name of the
+	// [[stations]] entry it is (its peer_id must be this process's own).
+	Station string `toml:"station"`
 
 	// lines maps dotted keys to the line that set them (for error reports).
 	lines map[string]int
@@ -85,6 +94,24 @@ type Peer struct {
 
 // Elements is the nano's elements file, under either name.
 func (p Peer) Elements() string { return cmpOr(p.ElementsFile, p.TLEFile) }
+
+// DefaultStationMinElevation is the minimum elevation of a [[stations]]
+// entry that gives none and of profile.min_elevation: 10°, where the link
+// margin of a small satellite's radio is usually closed and terrain rarely
+// masks the horizon.
+const DefaultStationMinElevation = 10.0
+
+// GroundStation is one [[stations]] table: a ground process beside an
+// antenna that nanos reach during their passes over it.
+type GroundStation struct {
+	Name     string   `toml:"name"`     // required, unique: letters, digits, - _ . (windows and logs name it)
+	PeerID   string   `toml:"peer_id"`  // required: the station process's peer ID
+	Addrs    []string `toml:"addrs"`    // its libp2p multiaddrs (TCP)
+	Location string   `toml:"location"` // required: LAT,LON,ALT (degrees, degrees, metres), to predict passes
+	// MinElevation is in degrees; default profile.min_elevation (itself
+	// default 10).
+	MinElevation *float64 `toml:"min_elevation"`
+}
 
 // Indexer configures the indexer role.
 type Indexer struct {
@@ -185,7 +212,7 @@ func Defaults() Config {
 		PSKFile:  "/etc/gardend/psk.key",
 		Key:      "/var/lib/gardend/identity.key",
 		LogLevel: "info",
-		Profile:  Profile{Kind: ProfileContinuous, MinElevation: 10},
+		Profile:  Profile{Kind: ProfileContinuous, MinElevation: DefaultStationMinElevation},
 		Indexer:  Indexer{DHT: true, MaxSessions: 16384},
 		Delivery: Delivery{MaxDrains: 32},
 		Codec:    Codec{MaxFrame: 64 << 10},
@@ -271,6 +298,8 @@ func keyLines(data []byte) map[string]int {
 	var p unstable.Parser
 	p.Reset(data)
 	var table []string
+	count := map[string]int{} // [[array]] tables seen so far, by key
+	indexed := ""             // "stations[2]" inside the second [[stations]]
 	for p.NextExpression() {
 		e := p.Expression()
 		var parts []string
@@ -285,15 +314,24 @@ func keyLines(data []byte) map[string]int {
 		}
 		switch e.Kind {
 		case unstable.Table, unstable.ArrayTable:
-			table = parts
+			table, indexed = parts, ""
+			key := strings.Join(table, ".")
+			if e.Kind == unstable.ArrayTable {
+				count[key]++
+				indexed = fmt.Sprintf("%s[%d]", key, count[key])
+				lines[indexed] = line
+			}
 			if line > 0 {
-				lines[strings.Join(table, ".")] = line
+				lines[key] = line
 			}
 		case unstable.KeyValue:
 			if line == 0 {
 				line = p.Shape(e.Value().Raw).Start.Line
 			}
 			lines[strings.Join(append(slices.Clone(table), parts...), ".")] = line
+			if indexed != "" {
+				lines[indexed+"."+strings.Join(parts, ".")] = line
+			}
 		}
 	}
 	return lines
@@ -328,22 +366,22 @@ func (c *Config) Validate() error {
 		add("name", "must not be empty")
 	}
 	if len(c.Roles) == 0 {
-		add("roles", "at least one role is required (nano, master, indexer)")
+		add("roles", "at least one role is required (nano, master, indexer, station)")
 	}
 	seen := map[string]bool{}
 	for _, r := range c.Roles {
 		switch r {
-		case RoleNano, RoleMaster, RoleIndexer:
+		case RoleNano, RoleMaster, RoleIndexer, RoleStation:
 		default:
-			add("roles", "unknown role %q (want nano, master or indexer)", r)
+			add("roles", "unknown role %q (want nano, master, indexer or station)", r)
 		}
 		if seen[r] {
 			add("roles", "role %q listed twice", r)
 		}
 		seen[r] = true
 	}
-	if seen[RoleNano] && (seen[RoleMaster] || seen[RoleIndexer]) {
-		add("roles", "a nano is governed by a master and never serves the DHT: it cannot also be master or indexer")
+	if seen[RoleNano] && (seen[RoleMaster] || seen[RoleIndexer] || seen[RoleStation]) {
+		add("roles", "a nano is governed by a master and never serves the DHT: it cannot also be master, indexer or station")
 	}
 	if c.DataDir == "" {
 		add("data_dir", "must not be empty")
@@ -427,7 +465,8 @@ func (c *Config) Validate() error {
 	for _, nn := range c.Nanos {
 		needStation = needStation || nn.Elements() != ""
 	}
-	if needStation {
+	c.validateStations(add, seen[RoleStation])
+	if needStation && len(c.Stations) == 0 {
 		if _, err := ParseStation(c.Profile.Station); err != nil {
 			add("profile.station", "%v (needed to predict passes from orbit elements)", err)
 		}
@@ -530,7 +569,7 @@ type Overrides struct {
 // BindFlags declares the override flags on fs.
 func BindFlags(fs *flag.FlagSet) *Overrides {
 	o := &Overrides{fs: fs}
-	fs.StringVar(&o.roles, "roles", "", "comma-separated roles, overrides `roles` (nano, master, indexer)")
+	fs.StringVar(&o.roles, "roles", "", "comma-separated roles, overrides `roles` (nano, master, indexer, station)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "overrides `data_dir`")
 	fs.StringVar(&o.listen, "listen", "", "comma-separated multiaddrs, overrides `listen`")
 	fs.StringVar(&o.pskFile, "psk-file", "", "overrides `psk_file`")

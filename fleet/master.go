@@ -31,8 +31,10 @@ type MasterOptions struct {
 	// 0: 32.
 	History int
 	// Station and PredictSpan turn pushed elements into the master's copy
-	// of the nano's plan.
+	// of the nano's plan; with Stations (the configured [[stations]]),
+	// passes over every one of them, merged, instead of Station's.
 	Station     plan.Station
+	Stations    []plan.Station
 	PredictSpan time.Duration // 0: 7 days
 	// Names of the nanos as configured; a report's own name is used else.
 	Names map[peer.ID]string
@@ -277,7 +279,7 @@ func (m *Master) planOf(k Kind, content []byte) (*plan.Plan, error) {
 		if err != nil {
 			return nil, err
 		}
-		passes, err := o.Passes(m.o.Station, now.Add(-time.Hour), m.o.PredictSpan)
+		passes, err := o.PassesOver(predictOver(m.o.Station, m.o.Stations), now.Add(-time.Hour), m.o.PredictSpan)
 		if err != nil {
 			return nil, err
 		}
@@ -522,4 +524,13 @@ func (m *Master) Resolve(s string) (peer.ID, error) {
 		}
 	}
 	return "", fmt.Errorf("no nano %q on this master", s)
+}
+
+// predictOver is what pushed elements are predicted over: the configured
+// stations when there are some, else the one station.
+func predictOver(one plan.Station, several []plan.Station) []plan.Station {
+	if len(several) > 0 {
+		return several
+	}
+	return []plan.Station{one}
 }

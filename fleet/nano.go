@@ -32,8 +32,11 @@ type NanoOptions struct {
 	Log     *slog.Logger     // nil: discard
 	Now     func() time.Time // nil: time.Now
 	DataDir string           // where the state database lives (free disk) and pushed files are written
-	// Station and PredictSpan turn pushed elements into a plan.
+	// Station and PredictSpan turn pushed elements into a plan; with
+	// Stations (the configured [[stations]]), passes over every one of
+	// them, merged, instead of Station's.
 	Station     plan.Station
+	Stations    []plan.Station
 	PredictSpan time.Duration // 0: 7 days
 
 	Name, Version, Flavour, KeyBackend string
@@ -210,7 +213,7 @@ func (f *Nano) validate(k Kind, content []byte, fresh bool) (*checked, error) {
 				return nil, &PushError{Kind: k, Field: "EPOCH", Msg: err.Error()}
 			}
 		}
-		passes, err := o.Passes(f.o.Station, now.Add(-time.Hour), f.o.PredictSpan)
+		passes, err := o.PassesOver(predictOver(f.o.Station, f.o.Stations), now.Add(-time.Hour), f.o.PredictSpan)
 		if err != nil {
 			return nil, &PushError{Kind: k, Msg: "predicting passes: " + err.Error()}
 		}

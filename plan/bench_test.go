@@ -24,6 +24,26 @@ func BenchmarkPlan24h(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "plan_24h_ms")
 }
 
+// BenchmarkContacts3Stations24h measures predicting a day of a polar
+// nano's windows over three stations (Svalbard, Kiruna, Toulouse): what a
+// master does per nano when [[stations]] lists three.
+func BenchmarkContacts3Stations24h(b *testing.B) {
+	o, err := ParseTLE(polarTLE)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	for b.Loop() {
+		c, err := o.Contacts(threeStations, t0, 24*time.Hour, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = c.Len()
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "contacts_3stations_24h_ms")
+	b.ReportMetric(float64(n), "windows_3stations_24h")
+}
+
 // BenchmarkParseElements measures reading one element set in each form
 // (what a nano does when elements are pushed to it).
 func BenchmarkParseElements(b *testing.B) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -96,5 +97,42 @@ func FuzzParseElements(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sets, err := ParseElements(b)
 		checkParsed(t, sets, err)
+	})
+}
+
+// FuzzParseContacts covers the plan-file parsers (CSV, TOML, ION) with
+// and without configured stations: an error is a *ParseError or names the
+// empty plan, never a panic; whatever is accepted is a consistent plan.
+func FuzzParseContacts(f *testing.F) {
+	f.Add([]byte("aos,los,station,rate\n2026-11-21T12:00:00Z,2026-11-21T12:08:00Z,svalbard,64000\n2026-11-21T12:02:00Z,2026-11-21T12:06:00Z,kiruna,\n"), true)
+	f.Add([]byte("[[window]]\nstart = 2026-11-21T12:00:00Z\nend = 2026-11-21T12:08:00Z\nstation = \"kiruna\"\n"), true)
+	f.Add([]byte("a contact +60 +540 1 2 8000\n"), false)
+	f.Add([]byte("start,end\n2026-11-21T12:00:00Z,2026-11-21T12:08:00Z\n"), false)
+	known := []string{"svalbard", "kiruna"}
+	f.Fuzz(func(t *testing.T, b []byte, withStations bool) {
+		var k []string
+		if withStations {
+			k = known
+		}
+		c, err := ParseContacts(b, "fuzz", t0, k)
+		if err != nil {
+			var pe *ParseError
+			if !errors.As(err, &pe) && !errors.Is(err, ErrEmpty) && !strings.Contains(err.Error(), "before it starts") {
+				t.Fatalf("untyped error %T: %v", err, err)
+			}
+			return
+		}
+		u := c.Union()
+		for _, w := range c.Windows() {
+			if !w.End.After(w.Start) {
+				t.Fatalf("empty window accepted: %+v", w)
+			}
+			if withStations && w.Station != "svalbard" && w.Station != "kiruna" {
+				t.Fatalf("unknown station accepted: %+v", w)
+			}
+			if _, ok := u.Current(w.Start, 0); !ok {
+				t.Fatalf("union misses %+v", w)
+			}
+		}
 	})
 }

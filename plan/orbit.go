@@ -28,6 +28,7 @@ type Orbit struct {
 // Station is a ground station and the lowest elevation at which it can
 // hold the link.
 type Station struct {
+	Name         string  // names the station in passes and windows; may be empty when there is only one
 	Lat, Lon     float64 // degrees
 	AltM         float64 // metres above sea level
 	MinElevation float64 // degrees
@@ -310,6 +311,7 @@ type Pass struct {
 	AOS, LOS     time.Time
 	MaxElevation float64 // degrees
 	MaxTime      time.Time
+	Station      string // the Station's Name
 }
 
 // Duration is the pass's length.
@@ -433,14 +435,15 @@ func (o *Orbit) finishPass(st Station, aos, los time.Time) (Pass, error) {
 	if err != nil {
 		return Pass{}, err
 	}
-	return Pass{AOS: aos.UTC(), LOS: los.UTC(), MaxElevation: maxEl, MaxTime: peak.Round(time.Second / 10)}, nil
+	return Pass{AOS: aos.UTC(), LOS: los.UTC(), MaxElevation: maxEl, MaxTime: peak.Round(time.Second / 10), Station: st.Name}, nil
 }
 
-// Windows turns passes into contact windows at rate bits per second.
+// Windows turns passes into contact windows at rate bits per second; each
+// window names the pass's station.
 func Windows(passes []Pass, rate uint64) []Window {
 	out := make([]Window, 0, len(passes))
 	for _, p := range passes {
-		out = append(out, Window{Start: p.AOS, End: p.LOS, RateBps: rate})
+		out = append(out, Window{Start: p.AOS, End: p.LOS, RateBps: rate, Station: p.Station})
 	}
 	return out
 }

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
 )
 
 // ParseError names the line of a plan file that is wrong and why.
@@ -40,8 +42,17 @@ const ionTimeLayout = "2006/01/02-15:04:05"
 // ("2026/11/21-12:00:00"); RATE is in bytes per second, as in ION. Other
 // commands (a range, m, #comments) are ignored. When nodes is non-empty only
 // contacts whose FROM and TO are both in it are kept.
+//
+// ION lines name nodes, not stations: their windows are unnamed.
 func ParseION(r io.Reader, name string, epoch time.Time, nodes ...uint64) ([]Window, error) {
+	ws, _, err := parseION(r, name, epoch, nodes...)
+	return ws, err
+}
+
+// parseION is ParseION that also returns each window's line.
+func parseION(r io.Reader, name string, epoch time.Time, nodes ...uint64) ([]Window, []int, error) {
 	var out []Window
+	var lines []int
 	sc := bufio.NewScanner(r)
 	line := 0
 	for sc.Scan() {
@@ -51,34 +62,35 @@ func ParseION(r io.Reader, name string, epoch time.Time, nodes ...uint64) ([]Win
 			continue
 		}
 		if len(f) < 7 {
-			return nil, &ParseError{name, line, "want: a contact START STOP FROM TO RATE"}
+			return nil, nil, &ParseError{name, line, "want: a contact START STOP FROM TO RATE"}
 		}
 		start, err := ionTime(f[2], epoch)
 		if err != nil {
-			return nil, &ParseError{name, line, "START: " + err.Error()}
+			return nil, nil, &ParseError{name, line, "START: " + err.Error()}
 		}
 		end, err := ionTime(f[3], epoch)
 		if err != nil {
-			return nil, &ParseError{name, line, "STOP: " + err.Error()}
+			return nil, nil, &ParseError{name, line, "STOP: " + err.Error()}
 		}
 		from, err1 := strconv.ParseUint(f[4], 10, 64)
 		to, err2 := strconv.ParseUint(f[5], 10, 64)
 		if err1 != nil || err2 != nil {
-			return nil, &ParseError{name, line, "FROM and TO must be node numbers"}
+			return nil, nil, &ParseError{name, line, "FROM and TO must be node numbers"}
 		}
 		rate, err := strconv.ParseFloat(f[6], 64)
 		if err != nil || rate < 0 {
-			return nil, &ParseError{name, line, "RATE must be bytes per second"}
+			return nil, nil, &ParseError{name, line, "RATE must be bytes per second"}
 		}
 		if !end.After(start) {
-			return nil, &ParseError{name, line, "STOP is not after START"}
+			return nil, nil, &ParseError{name, line, "STOP is not after START"}
 		}
 		if len(nodes) > 0 && !(contains(nodes, from) && contains(nodes, to)) {
 			continue
 		}
 		out = append(out, Window{Start: start, End: end, RateBps: uint64(rate * 8)})
+		lines = append(lines, line)
 	}
-	return out, sc.Err()
+	return out, lines, sc.Err()
 }
 
 func contains(xs []uint64, x uint64) bool {
@@ -110,14 +122,21 @@ func ionTime(s string, epoch time.Time) (time.Time, error) {
 
 // ParseCSV reads a header line naming at least a start column (start or
 // aos) and an end column (end or los), RFC 3339 times, and optionally rate
-// (bits per second). `gardend plan --format csv` output reads back as is.
+// (bits per second) and station (the station's name; empty: unnamed).
+// `gardend plan --format csv` output reads back as is.
 func ParseCSV(r io.Reader, name string) ([]Window, error) {
+	ws, _, err := parseCSV(r, name)
+	return ws, err
+}
+
+// parseCSV is ParseCSV that also returns each window's line.
+func parseCSV(r io.Reader, name string) ([]Window, []int, error) {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
 	cr.TrimLeadingSpace = true
 	header, err := cr.Read()
 	if err != nil {
-		return nil, &ParseError{name, 1, "no header line"}
+		return nil, nil, &ParseError{name, 1, "no header line"}
 	}
 	col := map[string]int{}
 	for i, h := range header {
@@ -131,41 +150,56 @@ func ParseCSV(r io.Reader, name string) ([]Window, error) {
 		}
 		return -1
 	}
-	si, ei, ri := pick("start", "aos"), pick("end", "los"), pick("rate", "rate_bps")
+	si, ei, ri, sti := pick("start", "aos"), pick("end", "los"), pick("rate", "rate_bps"), pick("station")
 	if si < 0 || ei < 0 {
-		return nil, &ParseError{name, 1, "header needs start (or aos) and end (or los) columns"}
+		return nil, nil, &ParseError{name, 1, "header needs start (or aos) and end (or los) columns"}
 	}
 	var out []Window
-	for line := 2; ; line++ {
+	var lines []int
+	for {
 		rec, err := cr.Read()
 		if err == io.EOF {
-			return out, nil
+			return out, lines, nil
 		}
 		if err != nil {
-			return nil, &ParseError{name, line, err.Error()}
+			line := 0
+			var perr *csv.ParseError
+			if errors.As(err, &perr) {
+				line = perr.Line
+			}
+			return nil, nil, &ParseError{name, line, err.Error()}
 		}
+		line, _ := cr.FieldPos(0)
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue
 		}
 		if si >= len(rec) || ei >= len(rec) {
-			return nil, &ParseError{name, line, "missing columns"}
+			return nil, nil, &ParseError{name, line, "missing columns"}
 		}
 		w := Window{}
 		if w.Start, err = time.Parse(time.RFC3339, strings.TrimSpace(rec[si])); err != nil {
-			return nil, &ParseError{name, line, "start: want an RFC 3339 time"}
+			return nil, nil, &ParseError{name, line, "start: want an RFC 3339 time"}
 		}
 		if w.End, err = time.Parse(time.RFC3339, strings.TrimSpace(rec[ei])); err != nil {
-			return nil, &ParseError{name, line, "end: want an RFC 3339 time"}
+			return nil, nil, &ParseError{name, line, "end: want an RFC 3339 time"}
 		}
 		if ri >= 0 && ri < len(rec) && strings.TrimSpace(rec[ri]) != "" {
 			if w.RateBps, err = strconv.ParseUint(strings.TrimSpace(rec[ri]), 10, 64); err != nil {
-				return nil, &ParseError{name, line, "rate: want bits per second"}
+				return nil, nil, &ParseError{name, line, "rate: want bits per second"}
+			}
+		}
+		if sti >= 0 && sti < len(rec) {
+			if w.Station = strings.TrimSpace(rec[sti]); w.Station != "" {
+				if err := CheckStationName(w.Station); err != nil {
+					return nil, nil, &ParseError{name, line, "station: " + err.Error()}
+				}
 			}
 		}
 		if !w.End.After(w.Start) {
-			return nil, &ParseError{name, line, "end is not after start"}
+			return nil, nil, &ParseError{name, line, "end is not after start"}
 		}
 		out = append(out, w)
+		lines = append(lines, line)
 	}
 }
 
@@ -175,16 +209,26 @@ func ParseCSV(r io.Reader, name string) ([]Window, error) {
 //	start = 2026-11-21T12:00:00Z
 //	end = 2026-11-21T12:08:00Z
 //	rate = 64000
+//	station = "kiruna"   # optional
 type tomlPlan struct {
 	Window []struct {
-		Start time.Time `toml:"start"`
-		End   time.Time `toml:"end"`
-		Rate  uint64    `toml:"rate"`
+		Start   time.Time `toml:"start"`
+		End     time.Time `toml:"end"`
+		Rate    uint64    `toml:"rate"`
+		Station string    `toml:"station"`
 	} `toml:"window"`
 }
 
-// ParseTOML reads [[window]] tables with start, end and rate (bits/s).
+// ParseTOML reads [[window]] tables with start, end, rate (bits/s) and
+// optionally station.
 func ParseTOML(data []byte, name string) ([]Window, error) {
+	ws, _, err := parseTOML(data, name)
+	return ws, err
+}
+
+// parseTOML is ParseTOML that also returns each window's line (that of its
+// station key, else of its [[window]] header; 0 when not found).
+func parseTOML(data []byte, name string) ([]Window, []int, error) {
 	var p tomlPlan
 	if err := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().Decode(&p); err != nil {
 		var derr *toml.DecodeError
@@ -192,32 +236,125 @@ func ParseTOML(data []byte, name string) ([]Window, error) {
 		if errors.As(err, &derr) {
 			line, _ = derr.Position()
 		}
-		return nil, &ParseError{name, line, err.Error()}
+		return nil, nil, &ParseError{name, line, err.Error()}
+	}
+	lines := tomlWindowLines(data)
+	if len(lines) != len(p.Window) {
+		lines = make([]int, len(p.Window)) // windows written inline: no lines
 	}
 	out := make([]Window, 0, len(p.Window))
-	for _, w := range p.Window {
-		out = append(out, Window{Start: w.Start, End: w.End, RateBps: w.Rate})
+	for i, w := range p.Window {
+		if w.Station != "" {
+			if err := CheckStationName(w.Station); err != nil {
+				return nil, nil, &ParseError{name, lines[i], "station: " + err.Error()}
+			}
+		}
+		if !w.End.After(w.Start) {
+			return nil, nil, &ParseError{name, lines[i], "end is not after start"}
+		}
+		out = append(out, Window{Start: w.Start, End: w.End, RateBps: w.Rate, Station: w.Station})
 	}
-	return out, nil
+	return out, lines, nil
+}
+
+// tomlWindowLines finds the line of each [[window]] table of a valid
+// document, or of its station key when it has one.
+func tomlWindowLines(data []byte) []int {
+	var lines []int
+	var p unstable.Parser
+	p.Reset(data)
+	inWindow := false
+	for p.NextExpression() {
+		e := p.Expression()
+		var parts []string
+		line := 0
+		it := e.Key()
+		for it.Next() {
+			n := it.Node()
+			parts = append(parts, string(n.Data))
+			if line == 0 && n.Raw.Length > 0 {
+				line = p.Shape(n.Raw).Start.Line
+			}
+		}
+		switch e.Kind {
+		case unstable.ArrayTable:
+			inWindow = len(parts) == 1 && parts[0] == "window"
+			if inWindow {
+				lines = append(lines, line)
+			}
+		case unstable.Table:
+			inWindow = false
+		case unstable.KeyValue:
+			if inWindow && len(parts) == 1 && parts[0] == "station" && line > 0 {
+				lines[len(lines)-1] = line
+			}
+		}
+	}
+	return lines
+}
+
+// ParseContacts reads a plan file's content (ION, TOML or CSV, detected as
+// LoadFile does) into a multi-station plan. When known is not empty, it is
+// the list of configured stations: every window must name one of them (ION
+// lines name none, so they are refused), and a ParseError names the line.
+// epoch anchors ION's relative times.
+func ParseContacts(data []byte, name string, epoch time.Time, known []string) (*Contacts, error) {
+	ws, lines, err := parseAny(data, name, epoch)
+	if err != nil {
+		return nil, err
+	}
+	if len(ws) == 0 {
+		return nil, fmt.Errorf("%s: %w", name, ErrEmpty)
+	}
+	if len(known) > 0 {
+		for i, w := range ws {
+			switch {
+			case w.Station == "":
+				return nil, &ParseError{name, lines[i], fmt.Sprintf("station: missing; stations are configured (%s), so each window names one (ION lines cannot: use CSV or TOML)", strings.Join(known, ", "))}
+			case !slices.Contains(known, w.Station):
+				return nil, &ParseError{name, lines[i], fmt.Sprintf("station: %q is not a configured station (%s)", w.Station, strings.Join(known, ", "))}
+			}
+		}
+	}
+	c, err := NewContacts(ws)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return c, nil
+}
+
+// LoadContacts is ParseContacts on the file at path.
+func LoadContacts(path string, epoch time.Time, known []string) (*Contacts, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseContacts(data, path, epoch, known)
+}
+
+// parseAny chooses the parser from the content: ION lines start with "a
+// contact", TOML has [[window]], anything else is CSV.
+func parseAny(data []byte, name string, epoch time.Time) ([]Window, []int, error) {
+	switch s := string(data); {
+	case strings.Contains(s, "[[window]]"):
+		return parseTOML(data, name)
+	case strings.Contains(s, "a contact"):
+		return parseION(bytes.NewReader(data), name, epoch)
+	default:
+		return parseCSV(bytes.NewReader(data), name)
+	}
 }
 
 // LoadFile reads a plan file, choosing the parser from its content: ION
 // lines start with "a contact", TOML has [[window]], anything else is CSV.
-// epoch anchors ION's relative times.
+// epoch anchors ION's relative times. Windows over different stations are
+// merged when they overlap (see LoadContacts to keep them apart).
 func LoadFile(path string, epoch time.Time) (*Plan, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var ws []Window
-	switch s := string(data); {
-	case strings.Contains(s, "[[window]]"):
-		ws, err = ParseTOML(data, path)
-	case strings.Contains(s, "a contact"):
-		ws, err = ParseION(bytes.NewReader(data), path, epoch)
-	default:
-		ws, err = ParseCSV(bytes.NewReader(data), path)
-	}
+	ws, _, err := parseAny(data, path, epoch)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,9 @@ import (
 type Window struct {
 	Start, End time.Time
 	RateBps    uint64 // bits per second; 0 when the plan does not say
+	// Station names the ground station the window is over; empty when the
+	// plan does not say (a single-station setup).
+	Station string
 }
 
 // Duration is the window's length.
@@ -30,7 +33,9 @@ type Plan struct {
 var ErrEmpty = errors.New("contact plan has no window")
 
 // New sorts windows and merges those that overlap or touch. A window that
-// ends before it starts is an error.
+// ends before it starts is an error. A merged window keeps its station only
+// if every window merged into it names the same one; a Plan answers "is a
+// link up", Contacts answers "over which station".
 func New(windows []Window) (*Plan, error) {
 	ws := append([]Window(nil), windows...)
 	for i, w := range ws {
@@ -46,6 +51,9 @@ func New(windows []Window) (*Plan, error) {
 				out[n-1].End = w.End
 			}
 			out[n-1].RateBps = max(out[n-1].RateBps, w.RateBps)
+			if out[n-1].Station != w.Station {
+				out[n-1].Station = ""
+			}
 			continue
 		}
 		out = append(out, w)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"gardend/config"
@@ -11,12 +12,20 @@ import (
 
 func runPlan(_ context.Context, e *env, args []string) int {
 	fs := newFlagSet(e, "plan", "",
-		"Predict the passes of a satellite over a ground station with SGP4 and\n"+
+		"Predict the passes of a satellite over ground stations with SGP4 and\n"+
 			"print them as a contact plan.\n\n"+
-			"  --format table   for people (default)\n"+
-			"  --format csv     header aos,los,max_elevation_deg,duration_s, UTC RFC 3339\n"+
+			"  --station LAT,LON,ALT        one unnamed station (degrees, degrees, metres)\n"+
+			"  --station NAME=LAT,LON,ALT   a named station; give --station once per station\n"+
+			"                               (e.g. --station svalbard=78.23,15.39,450\n"+
+			"                                     --station kiruna=67.86,20.96,400):\n"+
+			"                               passes of all stations are printed together\n"+
+			"                               by AOS, each with its station\n\n"+
+			"  --format table   for people (default); a STATION column with named stations\n"+
+			"  --format csv     header aos,los,max_elevation_deg,duration_s, UTC RFC 3339,\n"+
+			"                   and a last station column with named stations\n"+
 			"                   (usable as a plan_file as is)\n"+
-			"  --format ion     ION lines: a contact +START +STOP FROM TO RATE\n\n"+
+			"  --format ion     ION lines: a contact +START +STOP FROM TO RATE; named\n"+
+			"                   stations, in name order, are nodes TO, TO+1, …\n\n"+
 			"The elements file's format is detected from its content: a TLE (two\n"+
 			"lines, or three with a name; Alpha-5 catalogue numbers accepted) or an\n"+
 			"OMM as CelesTrak serves it (JSON, KVN, XML or CSV) holding one element\n"+
@@ -24,7 +33,8 @@ func runPlan(_ context.Context, e *env, args []string) int {
 	var elementsFile string
 	fs.StringVar(&elementsFile, "elements", "", "orbit elements file: TLE or OMM (JSON, KVN, XML, CSV)")
 	fs.StringVar(&elementsFile, "tle", "", "old name of --elements")
-	station := fs.String("station", "", "ground station as LAT,LON,ALT (degrees, degrees, metres)")
+	var stations stationFlags
+	fs.Var(&stations, "station", "a ground station at `[NAME=]LAT,LON,ALT` (degrees, degrees, metres); repeat, each NAMEd, for several stations")
 	minEl := fs.Float64("min-el", 10, "minimum elevation in degrees")
 	fromS := fs.String("from", "", "start of the prediction, RFC 3339 (default: now)")
 	hours := fs.Float64("hours", 24, "how many hours to predict")
@@ -37,14 +47,34 @@ func runPlan(_ context.Context, e *env, args []string) int {
 	if fs.NArg() > 0 {
 		return usageError(e, fs, "unexpected argument %q", fs.Arg(0))
 	}
-	if elementsFile == "" || *station == "" {
+	if elementsFile == "" || len(stations) == 0 {
 		return usageError(e, fs, "--elements and --station are required")
 	}
-	gs, err := config.ParseStation(*station)
-	if err != nil {
-		return usageError(e, fs, "--station: %v", err)
+	var sts []plan.Station
+	seen := map[string]bool{}
+	for _, arg := range stations {
+		name, loc, named := strings.Cut(arg, "=")
+		if !named {
+			name, loc = "", arg
+		}
+		if named {
+			if err := plan.CheckStationName(name); err != nil {
+				return usageError(e, fs, "--station %s: %v", arg, err)
+			}
+		} else if len(stations) > 1 {
+			return usageError(e, fs, "--station %s: with several stations, name each: NAME=LAT,LON,ALT", arg)
+		}
+		if seen[name] {
+			return usageError(e, fs, "--station: %q given twice", name)
+		}
+		seen[name] = true
+		gs, err := config.ParseStation(loc)
+		if err != nil {
+			return usageError(e, fs, "--station %s: %v", arg, err)
+		}
+		sts = append(sts, plan.Station{Name: name, Lat: gs.Lat, Lon: gs.Lon, AltM: gs.AltM, MinElevation: *minEl})
 	}
-	st := plan.Station{Lat: gs.Lat, Lon: gs.Lon, AltM: gs.AltM, MinElevation: *minEl}
+	var err error
 	from := time.Now().UTC().Truncate(time.Second)
 	if *fromS != "" {
 		if from, err = time.Parse(time.RFC3339, *fromS); err != nil {
@@ -63,7 +93,7 @@ func runPlan(_ context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "gardend plan: %v\n", err)
 		return exitFailure
 	}
-	passes, err := orbit.Passes(st, from, time.Duration(*hours*float64(time.Hour)))
+	passes, err := orbit.PassesOver(sts, from, time.Duration(*hours*float64(time.Hour)))
 	if err != nil {
 		fmt.Fprintf(e.stderr, "gardend plan: %v\n", err)
 		return exitFailure
@@ -83,4 +113,14 @@ func runPlan(_ context.Context, e *env, args []string) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// stationFlags collects repeated --station values.
+type stationFlags []string
+
+func (s *stationFlags) String() string { return strings.Join(*s, " ") }
+
+func (s *stationFlags) Set(v string) error {
+	*s = append(*s, v)
+	return nil
 }

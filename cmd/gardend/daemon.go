@@ -74,6 +74,11 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 	if err != nil {
 		return nil, err
 	}
+	if id, err := peer.IDFromPrivateKey(key); err != nil {
+		return nil, err
+	} else if err := cfg.CheckOwnStation(id); err != nil {
+		return nil, err
+	}
 	psk, err := node.LoadPSK(cfg.PSKFile)
 	if err != nil {
 		return nil, fmt.Errorf("psk_file: %w", err)
@@ -109,7 +114,8 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 		NanoContacts:      map[peer.ID]node.Contact{},
 		HeartbeatInterval: tune.heartbeat, DHT: cfg.Indexer.DHT, MaxSessions: cfg.Indexer.MaxSessions, MaxDrains: cfg.Delivery.MaxDrains, OnApplied: tune.onApplied}
 	for _, r := range cfg.Roles {
-		opts.Roles |= map[string]node.Roles{config.RoleNano: node.RoleNano, config.RoleMaster: node.RoleMaster, config.RoleIndexer: node.RoleIndexer}[r]
+		opts.Roles |= map[string]node.Roles{config.RoleNano: node.RoleNano, config.RoleMaster: node.RoleMaster, config.RoleIndexer: node.RoleIndexer,
+			config.RoleStation: node.RoleStation}[r]
 	}
 	if cfg.Master.PeerID != "" {
 		if opts.Master, err = addrInfo(cfg.Master); err != nil {
@@ -142,12 +148,16 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 		}
 		station = plan.Station{Lat: st.Lat, Lon: st.Lon, AltM: st.AltM, MinElevation: cfg.Profile.MinElevation}
 	}
+	stations, err := cfg.PlanStations() // pushed elements are predicted over these when set
+	if err != nil {
+		return nil, err
+	}
 	if opts.Roles.Has(node.RoleNano) {
 		backend := "software"
 		if strings.HasPrefix(cfg.Key, "pkcs11:") {
 			backend = "pkcs11"
 		}
-		no := fleet.NanoOptions{Store: d.store, Codec: c, Log: log, DataDir: cfg.DataDir, Station: station, Name: cfg.Name,
+		no := fleet.NanoOptions{Store: d.store, Codec: c, Log: log, DataDir: cfg.DataDir, Station: station, Stations: stations, Name: cfg.Name,
 			Version: version, Flavour: hsm.Flavour, KeyBackend: backend, Watchdog: tune.watchdog,
 			HealthInterval: cfg.Fleet.HealthInterval.Duration, SetQuota: d.store.SetQuota}
 		if tune.level != nil {
@@ -157,7 +167,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 		opts.Carriers = append(opts.Carriers, d.nanoFleet.Carriers()...)
 	}
 	if opts.Roles.Has(node.RoleMaster) {
-		d.masterFleet = fleet.NewMaster(fleet.MasterOptions{Store: d.store, Codec: c, Log: log, Station: station})
+		d.masterFleet = fleet.NewMaster(fleet.MasterOptions{Store: d.store, Codec: c, Log: log, Station: station, Stations: stations})
 		opts.Carriers = append(opts.Carriers, d.masterFleet.Carriers()...)
 	}
 	var listen []ma.Multiaddr
@@ -271,7 +281,9 @@ func (d *daemon) Close() error {
 const predictionSpan = 7 * 24 * time.Hour
 
 // loadContact builds a profile and its plan: from a plan file, or passes
-// predicted from an elements file (TLE or OMM) over the configured station.
+// predicted from an elements file (TLE or OMM) over the configured
+// station, or over every [[stations]] entry (see config.Contacts); the node
+// gets the union of the stations' windows.
 func loadContact(cfg *config.Config, kind, planFile, elementsFile string, now time.Time) (node.Contact, error) {
 	if kind == "" {
 		kind = config.ProfileContinuous
@@ -291,31 +303,12 @@ func loadContact(cfg *config.Config, kind, planFile, elementsFile string, now ti
 			*o.dst = o.v
 		}
 	}
-	switch {
-	case planFile != "":
-		if c.Plan, err = plan.LoadFile(planFile, now); err != nil {
-			return c, err
-		}
-	case elementsFile != "":
-		st, err := config.ParseStation(cfg.Profile.Station)
-		if err != nil {
-			return c, fmt.Errorf("profile.station: %w", err)
-		}
-		orbit, err := plan.LoadOrbit(elementsFile)
-		if err != nil {
-			return c, err
-		}
-		passes, err := orbit.Passes(plan.Station{Lat: st.Lat, Lon: st.Lon, AltM: st.AltM, MinElevation: cfg.Profile.MinElevation},
-			now.Add(-time.Hour), predictionSpan)
-		if err != nil {
-			return c, err
-		}
-		if len(passes) == 0 {
-			return c, fmt.Errorf("%s: no pass over %s in the next %s", elementsFile, cfg.Profile.Station, predictionSpan)
-		}
-		if c.Plan, err = plan.New(plan.Windows(passes, 0)); err != nil {
-			return c, err
-		}
+	cs, err := cfg.Contacts(planFile, elementsFile, now, predictionSpan)
+	if err != nil {
+		return c, err
+	}
+	if cs != nil {
+		c.Plan = cs.Union()
 	}
 	return c, nil
 }
