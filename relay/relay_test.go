@@ -1,0 +1,234 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gardend/dtn"
+	"gardend/node"
+	"gardend/origin"
+	"gardend/plan"
+)
+
+var t0 = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+
+// twoStations is a master without an antenna of its own, two stations and
+// one nano whose windows are over svalbard (1–6 min) then kiruna (20–25).
+type twoStations struct {
+	f                 *fleet
+	master, s1, s2, n *member
+	svalbard, kiruna  plan.Window
+}
+
+func newTwoStations(t *testing.T) *twoStations {
+	f := newFleet(t, t0)
+	x := &twoStations{f: f,
+		master: f.member("master", node.RoleMaster, ""),
+		s1:     f.member("svalbard", node.RoleStation, ""),
+		s2:     f.member("kiruna", node.RoleStation, ""),
+		n:      f.member("nano", node.RoleNano, ""),
+		svalbard: plan.Window{Start: t0.Add(time.Minute), End: t0.Add(6 * time.Minute), Station: "svalbard"},
+		kiruna:   plan.Window{Start: t0.Add(20 * time.Minute), End: t0.Add(25 * time.Minute), Station: "kiruna"},
+	}
+	stations := map[string]peer.ID{"svalbard": x.s1.id(), "kiruna": x.s2.id()}
+	all := contacts(t, x.svalbard, x.kiruna)
+	nanoID := x.n.id()
+	never := new(plan.Plan)
+
+	f.start(x.master, node.Options{Roles: node.RoleMaster, Nanos: []peer.AddrInfo{x.n.info()},
+		NanoContacts: map[peer.ID]node.Contact{nanoID: {Profile: orbital(), Plan: never}},
+		Stations:     []peer.AddrInfo{x.s1.info(), x.s2.info()}},
+		Options{Stations: stations, Contacts: map[peer.ID]*plan.Contacts{nanoID: all}})
+	for _, s := range []*member{x.s1, x.s2} {
+		f.start(s, node.Options{Roles: node.RoleStation, Master: x.master.info(), Nanos: []peer.AddrInfo{x.n.info()},
+			NanoContacts: map[peer.ID]node.Contact{nanoID: {Profile: orbital(), Plan: all.StationPlan(s.name)}}},
+			Options{Stations: stations})
+	}
+	f.start(x.n, node.Options{Roles: node.RoleNano, Master: x.master.info(), Contact: node.Contact{Profile: orbital(), Plan: all.Union()},
+		Stations:  []peer.AddrInfo{x.s1.info(), x.s2.info()},
+		PeerPlans: map[peer.ID]*plan.Plan{x.s1.id(): all.StationPlan("svalbard"), x.s2.id(): all.StationPlan("kiruna"), x.master.id(): never}},
+		Options{Stations: stations, Contacts: map[peer.ID]*plan.Contacts{nanoID: all}})
+	return x
+}
+
+func (x *twoStations) put(t *testing.T, m *member, want map[string]string) {
+	t.Helper()
+	var cs []node.ResourceChange
+	for id, body := range want {
+		cs = append(cs, node.ResourceChange{Op: dtn.OpCreate, ID: id, Owner: x.n.id(), Body: []byte(body)})
+	}
+	if err := m.node.PutResources(context.Background(), cs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func expectCatalogue(t *testing.T, m *member, want map[string]string) {
+	t.Helper()
+	eventually(t, m.name+" holds every resource", func() bool {
+		got := catalogue(t, m)
+		for id, body := range want {
+			if got[id] != body {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestThroughOneStation: work made on both sides in a gap crosses the
+// station of the next window, both ways, each hop taking custody, and
+// nothing stays anywhere.
+func TestThroughOneStation(t *testing.T) {
+	x := newTwoStations(t)
+	up, down := bodies("board", 5), bodies("ground", 5)
+	x.put(t, x.n, up)
+	x.put(t, x.master, down)
+	// Before the window: the master hands the nano's entries to svalbard,
+	// whose window comes first, and svalbard holds them; the nano keeps
+	// its own (no station in view).
+	eventually(t, "svalbard takes custody of the downlink", func() bool {
+		return x.s1.store.Len(string(x.n.id())) == len(down) && x.master.store.Len("") == 0
+	})
+	if got := x.n.store.Len(string(x.master.id())); got != len(up) {
+		t.Fatalf("the nano holds %d entries for its master before the pass, want %d", got, len(up))
+	}
+	if x.s2.store.Len("") != 0 {
+		t.Fatal("kiruna was handed entries for a later window")
+	}
+	x.f.clock.Set(x.svalbard.Start.Add(2 * time.Second))
+	expectCatalogue(t, x.master, up)
+	expectCatalogue(t, x.n, down)
+	eventually(t, "every store empty", func() bool {
+		return x.n.store.Len("") == 0 && x.s1.store.Len("") == 0 && x.master.store.Len("") == 0
+	})
+	if got := metric(x.master, "relayed_applied"); got != uint64(len(up)) {
+		t.Errorf("master applied %d relayed entries, want %d", got, len(up))
+	}
+	if got := metric(x.n, "relayed_applied"); got != uint64(len(down)) {
+		t.Errorf("nano applied %d relayed entries, want %d", got, len(down))
+	}
+	for _, m := range []*member{x.master, x.n} {
+		if d := metric(m, "deliveries_duplicate"); d != 0 {
+			t.Errorf("%s saw %d duplicates", m.name, d)
+		}
+	}
+	c := x.s1.relay.Counts()
+	if c["relay_custody_uplink"] != uint64(len(up)) || c["relay_custody_downlink"] != uint64(len(down)) {
+		t.Errorf("svalbard's custody counts: %v", c)
+	}
+}
+
+// TestMissedWindowReroutes: the nano never reaches svalbard in its window;
+// svalbard gives the entries back, the master hands them to kiruna, and the
+// nano applies each once in kiruna's window.
+func TestMissedWindowReroutes(t *testing.T) {
+	x := newTwoStations(t)
+	down := bodies("ground", 5)
+	x.put(t, x.master, down)
+	eventually(t, "svalbard takes custody", func() bool { return x.s1.store.Len(string(x.n.id())) == len(down) })
+	// The pass over svalbard is lost (the radio never locks).
+	x.n.host.Gater.Block(x.s1.id(), "no lock")
+	x.f.clock.Set(x.svalbard.End.Add(time.Minute))
+	eventually(t, "kiruna holds what svalbard gave back", func() bool {
+		return x.s2.store.Len(string(x.n.id())) == len(down) && x.s1.store.Len("") == 0 && x.master.store.Len("") == 0
+	})
+	if got := x.s1.relay.Counts()["relay_given_back"]; got != uint64(len(down)) {
+		t.Errorf("svalbard gave back %d, want %d", got, len(down))
+	}
+	if got := x.master.relay.Counts()["relay_returned"]; got != uint64(len(down)) {
+		t.Errorf("the master took back %d, want %d", got, len(down))
+	}
+	x.f.clock.Set(x.kiruna.Start.Add(2 * time.Second))
+	expectCatalogue(t, x.n, down)
+	eventually(t, "kiruna empty", func() bool { return x.s2.store.Len("") == 0 })
+	if got := metric(x.n, "relayed_applied"); got != uint64(len(down)) {
+		t.Errorf("nano applied %d, want %d", got, len(down))
+	}
+}
+
+// TestAuthoritySurvivesRelay: what a station alters, forges or replays,
+// and what a stranger hands over, is refused and counted; nothing applied.
+func TestAuthoritySurvivesRelay(t *testing.T) {
+	x := newTwoStations(t)
+	c := x.f.codec
+	mut, err := c.Marshal(&node.Mutation{Resource: "r1", Op: uint8(dtn.OpCreate), Body: []byte("from the master")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A genuine envelope from the master to the nano.
+	sign := func(m *member, from peer.ID, payload []byte) []byte {
+		env := &Envelope{Origin: []byte(from), Dest: []byte(x.n.id()), ID: 77, Protocol: node.ProtoResource,
+			Op: uint8(dtn.OpCreate), Resource: "r1", Level: uint8(dtn.Critical), Payload: payload}
+		atts, err := origin.SignEntries(m.ks, m.ks.PublicKey(), []origin.Entry{env.signed(from, x.n.id())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.Att = atts[0]
+		b, err := c.Marshal(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	genuine := sign(x.master, x.master.id(), mut)
+	apply := func(body []byte, from peer.ID) error {
+		w, err := x.n.relay.prepare(node.Delivery{From: from, ID: 1, Body: body})
+		if err != nil {
+			return err
+		}
+		if err := x.n.store.Update(context.Background(), w.Apply); err != nil {
+			t.Fatal(err)
+		}
+		w.Applied()
+		return nil
+	}
+	var refusal *node.Refusal
+	// Altered by the station: one byte of the payload.
+	env, _, _, err := Decode(c, genuine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Payload = append([]byte(nil), env.Payload...)
+	env.Payload[len(env.Payload)-1] ^= 1
+	altered, _ := c.Marshal(env)
+	if err := apply(altered, x.s1.id()); !errors.As(err, &refusal) {
+		t.Fatalf("an altered entry was not refused: %v", err)
+	}
+	// Forged: the station signs a "master" entry with its own key.
+	forged := sign(x.s1, x.master.id(), mut)
+	if err := apply(forged, x.s1.id()); !errors.As(err, &refusal) {
+		t.Fatalf("a forged entry was not refused: %v", err)
+	}
+	// Malformed.
+	if err := apply([]byte{0xff, 0x00}, x.s1.id()); !errors.As(err, &refusal) {
+		t.Fatalf("a malformed envelope was not refused: %v", err)
+	}
+	if got := catalogue(t, x.n); len(got) != 0 {
+		t.Fatalf("refused entries changed the catalogue: %v", got)
+	}
+	counts := x.n.relay.Counts()
+	if counts["relay_refused_signature_bad_signature"] != 2 || counts["relay_refused_malformed"] != 1 {
+		t.Fatalf("refusals not counted by reason: %v", counts)
+	}
+	// A stranger may not hand envelopes over at all.
+	stranger := x.f.member("stranger", node.RoleStation, "")
+	if err := x.n.relay.admit(stranger.id()); !errors.As(err, &refusal) {
+		t.Fatalf("an unknown station was admitted: %v", err)
+	}
+	// The genuine entry applies once, however often it is replayed.
+	for range 3 {
+		if err := apply(genuine, x.s1.id()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := catalogue(t, x.n)["r1"]; got != "from the master" {
+		t.Fatalf("the genuine entry was not applied: %q", got)
+	}
+	if a, d := metric(x.n, "relayed_applied"), metric(x.n, "deliveries_duplicate"); a != 1 || d != 2 {
+		t.Fatalf("replays: applied %d, duplicates %d; want 1 and 2", a, d)
+	}
+}
