@@ -246,6 +246,10 @@ func (n *Node) Nanos() []peer.ID {
 	return out
 }
 
+// IsNano says whether p is one of the nanos this node serves (a master's
+// fleet, or the nanos a station relays for).
+func (n *Node) IsNano(p peer.ID) bool { _, ok := n.nanos[p]; return ok }
+
 // Master is this nano's master (empty on the ground).
 func (n *Node) Master() peer.ID { return n.o.Master.ID }
 

@@ -47,7 +47,7 @@ type member struct {
 	stop  context.CancelFunc
 }
 
-func (m *member) id() peer.ID          { return m.host.ID() }
+func (m *member) id() peer.ID         { return m.host.ID() }
 func (m *member) info() peer.AddrInfo { return peer.AddrInfo{ID: m.host.ID(), Addrs: m.host.Addrs()} }
 
 // fleet is a master, stations and nanos on loopback, one clock.

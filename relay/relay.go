@@ -498,9 +498,9 @@ type Held struct {
 	Peer     string `json:"peer"`
 	Station  string `json:"station,omitempty"` // its name, when the peer is a station
 	Entries  int    `json:"entries"`
-	Relayed  int    `json:"relayed"`             // envelopes among them
-	Uplink   int    `json:"uplink,omitempty"`    // envelopes toward the master
-	Downlink int    `json:"downlink,omitempty"`  // envelopes toward a nano
+	Relayed  int    `json:"relayed"`              // envelopes among them
+	Uplink   int    `json:"uplink,omitempty"`     // envelopes toward the master
+	Downlink int    `json:"downlink,omitempty"`   // envelopes toward a nano
 	Earliest string `json:"deliver_by,omitempty"` // downlink: the earliest window end they were handed over for
 }
 
@@ -554,4 +554,3 @@ func (r *Relay) Status() ([]Held, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
 	return out, nil
 }
-

@@ -27,10 +27,10 @@ type twoStations struct {
 func newTwoStations(t *testing.T) *twoStations {
 	f := newFleet(t, t0)
 	x := &twoStations{f: f,
-		master: f.member("master", node.RoleMaster, ""),
-		s1:     f.member("svalbard", node.RoleStation, ""),
-		s2:     f.member("kiruna", node.RoleStation, ""),
-		n:      f.member("nano", node.RoleNano, ""),
+		master:   f.member("master", node.RoleMaster, ""),
+		s1:       f.member("svalbard", node.RoleStation, ""),
+		s2:       f.member("kiruna", node.RoleStation, ""),
+		n:        f.member("nano", node.RoleNano, ""),
 		svalbard: plan.Window{Start: t0.Add(time.Minute), End: t0.Add(6 * time.Minute), Station: "svalbard"},
 		kiruna:   plan.Window{Start: t0.Add(20 * time.Minute), End: t0.Add(25 * time.Minute), Station: "kiruna"},
 	}
