@@ -210,7 +210,7 @@ func (n *Node) nextContact(p peer.ID, now time.Time) time.Time {
 	c := n.contact()
 	if !n.o.Roles.Has(RoleNano) {
 		c = n.nanoContact(p)
-	} else if pp, ok := n.o.PeerPlans[p]; ok {
+	} else if pp, ok := n.peerPlans()[p]; ok {
 		c.Plan = pp
 	}
 	if c.Plan != nil {

@@ -318,7 +318,7 @@ func (n *Node) contactLoop() {
 				wait = min(wait, max(w.Start.Add(-c.Profile.Guard).Sub(now), time.Millisecond))
 			}
 		}
-		for _, pp := range n.o.PeerPlans { // a station coming into view
+		for _, pp := range n.peerPlans() { // a station coming into view
 			if w, ok := pp.NextStart(now); ok {
 				wait = min(wait, max(w.Start.Add(-c.Profile.Guard).Sub(now), time.Millisecond))
 			}
@@ -338,7 +338,7 @@ func (n *Node) contactLoop() {
 // station), and the ground stations.
 func (n *Node) callees() []peer.ID {
 	var ps []peer.ID
-	if pp, ok := n.o.PeerPlans[n.o.Master.ID]; !ok || pp.Len() > 0 {
+	if pp, ok := n.peerPlans()[n.o.Master.ID]; !ok || pp.Len() > 0 {
 		ps = append(ps, n.o.Master.ID)
 	}
 	for _, ai := range n.o.Stations {

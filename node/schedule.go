@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gardend/plan"
 )
 
 // nanoContact is what a master knows of a nano's connectivity: its plan if
@@ -74,6 +76,22 @@ func (n *Node) inContact(p peer.ID) bool {
 	return true
 }
 
+// peerPlans are a nano's plans per peer (Options.PeerPlans, or as last set).
+func (n *Node) peerPlans() map[peer.ID]*plan.Plan {
+	n.contactMu.RLock()
+	defer n.contactMu.RUnlock()
+	return n.o.PeerPlans
+}
+
+// SetPeerPlans replaces a nano's plans per peer (see Options.PeerPlans),
+// e.g. passes over each station predicted anew.
+func (n *Node) SetPeerPlans(pp map[peer.ID]*plan.Plan) {
+	n.contactMu.Lock()
+	n.o.PeerPlans = pp
+	n.contactMu.Unlock()
+	signal(n.kick)
+}
+
 // peerOpen says whether a nano's plan lets it reach p at now: its own plan
 // open, and p's own windows (PeerPlans) open if p has any.
 func (n *Node) peerOpen(p peer.ID, now time.Time) bool {
@@ -81,7 +99,7 @@ func (n *Node) peerOpen(p peer.ID, now time.Time) bool {
 	if !c.Open(now) {
 		return false
 	}
-	pp, ok := n.o.PeerPlans[p]
+	pp, ok := n.peerPlans()[p]
 	if !ok || !c.Profile.WindowsOnly {
 		return true
 	}

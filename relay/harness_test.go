@@ -140,14 +140,12 @@ func (f *fleet) start(m *member, o node.Options, ro Options) {
 		t.Fatal(err)
 	}
 	m.node = n
-	ro.Node = n
-	m.relay.o.Node = n
 	var ctx context.Context
 	ctx, m.stop = context.WithCancel(context.Background())
 	if err := n.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	m.relay.Start(ctx)
+	m.relay.Start(ctx, n)
 }
 
 // contacts builds a multi-station plan from windows.

@@ -39,7 +39,7 @@ type Signer interface {
 
 // Options are a Relay's dependencies.
 type Options struct {
-	Node   *node.Node
+	Node   *node.Node // set by Start
 	Store  *dtn.Store
 	Codec  *codec.Codec
 	Signer Signer
@@ -70,7 +70,7 @@ type Relay struct {
 }
 
 // New makes the relay of a node. The node must be built with the Carrier
-// this returns (Carrier) among its options; call Start once it runs.
+// this returns (Carrier) among its options; Start it once the node runs.
 func New(o Options) *Relay {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -134,10 +134,11 @@ func (r *Relay) Carrier() node.Carrier {
 	return node.Carrier{Protocol: Protocol, Prepare: r.prepare, Admit: r.admit}
 }
 
-// Start runs the routing loop until ctx ends. n is the node the Carrier
-// was given to.
-func (r *Relay) Start(ctx context.Context) {
-	r.self = r.o.Node.ID()
+// Start runs the routing loop of n, the node the Carrier was given to,
+// until ctx ends.
+func (r *Relay) Start(ctx context.Context, n *node.Node) {
+	r.o.Node = n
+	r.self = n.ID()
 	r.role = r.o.Node.Roles()
 	go func() {
 		t := time.NewTicker(r.o.Tick)

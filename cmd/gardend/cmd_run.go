@@ -182,19 +182,13 @@ func (d *daemon) reload(load func() (*config.Config, error), level *slog.LevelVa
 		return err
 	}
 	now := time.Now()
-	own, err := loadContact(cfg, d.cfg.Profile.Kind, cfg.Profile.PlanFile, cfg.Profile.Elements(), now)
-	if err != nil {
-		return fmt.Errorf("profile: %w", err)
-	}
-	contacts, err := nanoContacts(cfg, now)
+	cfg.Profile.Kind = d.cfg.Profile.Kind // the profile's kind is the one the node started with
+	pl, err := loadPlans(cfg, d.node.ID(), d.node.Master(), d.node.Roles(), now)
 	if err != nil {
 		return err
 	}
 	level.Set(l)
-	d.node.SetContact(own)
-	for p, c := range contacts {
-		d.node.SetNanoContact(p, c)
-	}
+	pl.apply(d.node, d.relay)
 	d.planMu.Lock()
 	d.cfg.Profile, d.cfg.Nanos = cfg.Profile, cfg.Nanos
 	d.planMu.Unlock()

@@ -22,6 +22,7 @@ import (
 	"gardend/metrics"
 	"gardend/node"
 	"gardend/plan"
+	"gardend/relay"
 )
 
 // daemon is one running gardend: keystore, state database, host and node,
@@ -42,6 +43,7 @@ type daemon struct {
 
 	nanoFleet   *fleet.Nano   // a nano's reports and the pushes it takes
 	masterFleet *fleet.Master // a master's view of its nanos and its pushes
+	relay       *relay.Relay  // custody and routing through [[stations]]; nil without
 }
 
 // tuning holds what the demo changes from the daemon's defaults.
@@ -74,10 +76,23 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 	if err != nil {
 		return nil, err
 	}
-	if id, err := peer.IDFromPrivateKey(key); err != nil {
+	self, err := peer.IDFromPrivateKey(key)
+	if err != nil {
 		return nil, err
-	} else if err := cfg.CheckOwnStation(id); err != nil {
+	}
+	if err := cfg.CheckOwnStation(self); err != nil {
 		return nil, err
+	}
+	var roles node.Roles
+	for _, r := range cfg.Roles {
+		roles |= map[string]node.Roles{config.RoleNano: node.RoleNano, config.RoleMaster: node.RoleMaster, config.RoleIndexer: node.RoleIndexer,
+			config.RoleStation: node.RoleStation}[r]
+	}
+	var master peer.AddrInfo
+	if cfg.Master.PeerID != "" {
+		if master, err = addrInfo(cfg.Master); err != nil {
+			return nil, fmt.Errorf("master: %w", err)
+		}
 	}
 	psk, err := node.LoadPSK(cfg.PSKFile)
 	if err != nil {
@@ -90,6 +105,9 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 	if err := fleet.Register(reg); err != nil {
 		return nil, err
 	}
+	if err := relay.Register(reg); err != nil {
+		return nil, err
+	}
 	lim := codec.DefaultLimits()
 	lim.MaxFrame, lim.MaxString = cfg.Codec.MaxFrame, cfg.Codec.MaxFrame
 	c, err := codec.New(reg, lim)
@@ -97,40 +115,29 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 		return nil, err
 	}
 	now := time.Now()
-	own, err := loadContact(cfg, cfg.Profile.Kind, cfg.Profile.PlanFile, cfg.Profile.Elements(), now)
+	pl, err := loadPlans(cfg, self, master.ID, roles, now)
 	if err != nil {
-		return nil, fmt.Errorf("profile: %w", err)
+		return nil, err
 	}
+	own := pl.own
 	retry := own.Profile.RetryBase
 	if tune.retryBase != 0 {
 		retry = tune.retryBase
 	}
-	d.store, err = dtn.Open(filepath.Join(cfg.DataDir, dtn.FileName), d.ks, dtn.Options{Policy: fleet.Policy(node.DTNPolicy()),
+	d.store, err = dtn.Open(filepath.Join(cfg.DataDir, dtn.FileName), d.ks, dtn.Options{Policy: relay.Policy(fleet.Policy(node.DTNPolicy())),
 		RetryBase: retry, RetryCeiling: own.Profile.RetryCeiling})
 	if err != nil {
 		return nil, fmt.Errorf("state database: %w", err)
 	}
-	opts := node.Options{Name: cfg.Name, Key: key, Store: d.store, Codec: c, Log: log, Contact: own,
-		NanoContacts:      map[peer.ID]node.Contact{},
+	opts := node.Options{Name: cfg.Name, Roles: roles, Key: key, Store: d.store, Codec: c, Log: log, Contact: own, Master: master,
+		NanoContacts: pl.nanos, Stations: pl.calls, PeerPlans: pl.peerPlans,
 		HeartbeatInterval: tune.heartbeat, DHT: cfg.Indexer.DHT, MaxSessions: cfg.Indexer.MaxSessions, MaxDrains: cfg.Delivery.MaxDrains, OnApplied: tune.onApplied}
-	for _, r := range cfg.Roles {
-		opts.Roles |= map[string]node.Roles{config.RoleNano: node.RoleNano, config.RoleMaster: node.RoleMaster, config.RoleIndexer: node.RoleIndexer,
-			config.RoleStation: node.RoleStation}[r]
-	}
-	if cfg.Master.PeerID != "" {
-		if opts.Master, err = addrInfo(cfg.Master); err != nil {
-			return nil, fmt.Errorf("master: %w", err)
-		}
-	}
 	for _, nn := range cfg.Nanos {
 		ai, err := addrInfo(nn)
 		if err != nil {
 			return nil, fmt.Errorf("nanos: %w", err)
 		}
 		opts.Nanos = append(opts.Nanos, ai)
-	}
-	if opts.NanoContacts, err = nanoContacts(cfg, now); err != nil {
-		return nil, err
 	}
 	for _, s := range cfg.Indexers.Seeds {
 		ai, err := peer.AddrInfoFromString(s)
@@ -170,6 +177,11 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 		d.masterFleet = fleet.NewMaster(fleet.MasterOptions{Store: d.store, Codec: c, Log: log, Station: station, Stations: stations})
 		opts.Carriers = append(opts.Carriers, d.masterFleet.Carriers()...)
 	}
+	if len(cfg.Stations) > 0 {
+		d.relay = relay.New(relay.Options{Store: d.store, Codec: c, Signer: d.ks, Log: log, Stations: pl.stations,
+			Contacts: pl.relayContacts(self, roles), Guard: own.Profile.Guard})
+		opts.Carriers = append(opts.Carriers, d.relay.Carrier())
+	}
 	var listen []ma.Multiaddr
 	for _, s := range cfg.Listen {
 		a, err := ma.NewMultiaddr(s)
@@ -201,6 +213,9 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 		if err := d.masterFleet.Start(nctx, d.node); err != nil {
 			return nil, fmt.Errorf("fleet: %w", err)
 		}
+	}
+	if d.relay != nil {
+		d.relay.Start(nctx, d.node)
 	}
 	if err := node.ServeControl(nctx, cfg.ControlPath(), d.control); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
@@ -284,13 +299,13 @@ const predictionSpan = 7 * 24 * time.Hour
 // predicted from an elements file (TLE or OMM) over the configured
 // station, or over every [[stations]] entry (see config.Contacts); the node
 // gets the union of the stations' windows.
-func loadContact(cfg *config.Config, kind, planFile, elementsFile string, now time.Time) (node.Contact, error) {
+func loadContact(cfg *config.Config, kind, planFile, elementsFile string, now time.Time) (node.Contact, *plan.Contacts, error) {
 	if kind == "" {
 		kind = config.ProfileContinuous
 	}
 	k, err := node.ParseProfileKind(kind)
 	if err != nil {
-		return node.Contact{}, err
+		return node.Contact{}, nil, err
 	}
 	c := node.Contact{Profile: node.ProfileFor(k)}
 	for _, o := range []struct {
@@ -305,21 +320,22 @@ func loadContact(cfg *config.Config, kind, planFile, elementsFile string, now ti
 	}
 	cs, err := cfg.Contacts(planFile, elementsFile, now, predictionSpan)
 	if err != nil {
-		return c, err
+		return c, nil, err
 	}
 	if cs != nil {
 		c.Plan = cs.Union()
 	}
-	return c, nil
+	return c, cs, nil
 }
 
-// nanoContacts loads what a master knows of each nano's passes.
-func nanoContacts(cfg *config.Config, now time.Time) (map[peer.ID]node.Contact, error) {
-	out := map[peer.ID]node.Contact{}
+// nanoContacts loads what a master knows of each nano's passes: its
+// profile and plan, and its windows per station.
+func nanoContacts(cfg *config.Config, now time.Time) (map[peer.ID]node.Contact, map[peer.ID]*plan.Contacts, error) {
+	out, all := map[peer.ID]node.Contact{}, map[peer.ID]*plan.Contacts{}
 	for _, nn := range cfg.Nanos {
 		id, err := peer.Decode(nn.PeerID)
 		if err != nil {
-			return nil, fmt.Errorf("nanos: %w", err)
+			return nil, nil, fmt.Errorf("nanos: %w", err)
 		}
 		kind := nn.Profile
 		if kind == "" && (nn.PlanFile != "" || nn.Elements() != "") {
@@ -328,11 +344,16 @@ func nanoContacts(cfg *config.Config, now time.Time) (map[peer.ID]node.Contact, 
 		if kind == "" {
 			continue
 		}
-		if out[id], err = loadContact(cfg, kind, nn.PlanFile, nn.Elements(), now); err != nil {
-			return nil, fmt.Errorf("nano %s: %w", nn.PeerID, err)
+		c, cs, err := loadContact(cfg, kind, nn.PlanFile, nn.Elements(), now)
+		if err != nil {
+			return nil, nil, fmt.Errorf("nano %s: %w", nn.PeerID, err)
+		}
+		out[id] = c
+		if cs != nil {
+			all[id] = cs
 		}
 	}
-	return out, nil
+	return out, all, nil
 }
 
 // refreshPredictions predicts passes anew every half day for plans that
@@ -357,20 +378,11 @@ func (d *daemon) refreshPredictions(ctx context.Context, log *slog.Logger) {
 		if !uses {
 			continue
 		}
-		if cfg.Profile.Elements() != "" {
-			if c, err := loadContact(&cfg, cfg.Profile.Kind, "", cfg.Profile.Elements(), now); err != nil {
-				log.Error("re-predicting passes failed; keeping the old plan", "err", err)
-			} else {
-				d.node.SetContact(c)
-			}
-		}
-		contacts, err := nanoContacts(&cfg, now)
+		pl, err := loadPlans(&cfg, d.node.ID(), d.node.Master(), d.node.Roles(), now)
 		if err != nil {
-			log.Error("re-predicting the nanos' passes failed; keeping the old plans", "err", err)
+			log.Error("re-predicting passes failed; keeping the old plans", "err", err)
 			continue
 		}
-		for p, c := range contacts {
-			d.node.SetNanoContact(p, c)
-		}
+		pl.apply(d.node, d.relay)
 	}
 }
