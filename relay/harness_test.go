@@ -45,6 +45,9 @@ type member struct {
 	node  *node.Node
 	relay *Relay
 	stop  context.CancelFunc
+	done  bool
+	opts  node.Options // as last started, to start again on the same store
+	ropts Options
 }
 
 func (m *member) id() peer.ID         { return m.host.ID() }
@@ -108,6 +111,10 @@ func (f *fleet) member(name string, roles node.Roles, dir string) *member {
 }
 
 func (m *member) close() {
+	if m.done {
+		return
+	}
+	m.done = true
 	if m.stop != nil {
 		m.stop()
 	}
@@ -130,6 +137,7 @@ func orbital() node.Profile {
 // start builds m's node with its relay and starts both.
 func (f *fleet) start(m *member, o node.Options, ro Options) {
 	t := f.t
+	m.opts, m.ropts = o, ro
 	o.Name, o.Host, o.Key, o.Store, o.Codec, o.Log, o.Now = m.name, m.host, m.key, m.store, f.codec, f.log, f.clock.Now
 	o.HeartbeatInterval, o.IOTimeout = 50*time.Millisecond, 5*time.Second
 	ro.Store, ro.Codec, ro.Signer, ro.Log, ro.Now, ro.Tick = m.store, f.codec, m.ks, f.log, f.clock.Now, 20*time.Millisecond

@@ -232,3 +232,72 @@ func TestAuthoritySurvivesRelay(t *testing.T) {
 		t.Fatalf("replays: applied %d, duplicates %d; want 1 and 2", a, d)
 	}
 }
+
+// TestStationRestartKeepsCustody: a station takes custody of the nano's
+// entries while its ground link is down, stops (its process gone), and
+// forwards them all once restarted on the same store.
+func TestStationRestartKeepsCustody(t *testing.T) {
+	x := newTwoStations(t)
+	cutLink(x.s1, x.master)
+	up := bodies("board", 6)
+	x.put(t, x.n, up)
+	x.f.clock.Set(x.svalbard.Start.Add(2 * time.Second))
+	eventually(t, "svalbard holds the nano's entries", func() bool {
+		return x.s1.store.Len(string(x.master.id())) == len(up) && x.n.store.Len("") == 0
+	})
+	dir, opts, ropts := x.s1.dir, x.s1.opts, x.s1.ropts
+	x.s1.close()
+	x.master.host.Gater.Unblock(x.s1.id())
+	s1 := x.f.member("svalbard", node.RoleStation, dir)
+	x.f.start(s1, opts, ropts)
+	// Its failed attempts to reach the master backed off on the simulated
+	// clock: time passes while it restarts.
+	x.f.clock.Add(5 * time.Second)
+	expectCatalogue(t, x.master, up)
+	eventually(t, "svalbard empty", func() bool { return s1.store.Len("") == 0 })
+	if a, d := metric(x.master, "relayed_applied"), metric(x.master, "deliveries_duplicate"); a != uint64(len(up)) || d != 0 {
+		t.Fatalf("master applied %d (duplicates %d), want %d and 0", a, d, len(up))
+	}
+}
+
+// TestSameEntryThroughTwoStations: an entry both stations hold (a custody
+// acknowledgement lost, the nano handing it again at the next pass) is
+// applied once at the master.
+func TestSameEntryThroughTwoStations(t *testing.T) {
+	x := newTwoStations(t)
+	mut, err := x.f.codec.Marshal(&node.Mutation{Resource: "twice", Op: uint8(dtn.OpCreate), Body: []byte("once")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &Envelope{Origin: []byte(x.n.id()), Dest: []byte(x.master.id()), ID: 5, Protocol: node.ProtoResource,
+		Op: uint8(dtn.OpCreate), Resource: "twice", Level: uint8(dtn.Critical), Payload: mut}
+	atts, err := origin.SignEntries(x.n.ks, x.n.ks.PublicKey(), []origin.Entry{env.signed(x.n.id(), x.master.id())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Att = atts[0]
+	body, err := x.f.codec.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*member{x.s1, x.s2} {
+		if _, _, err := s.store.Enqueue(context.Background(), dtn.Entry{Dest: string(x.master.id()), Protocol: Protocol, Payload: body, Level: dtn.Critical}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "both stations forwarded", func() bool { return x.s1.store.Len("") == 0 && x.s2.store.Len("") == 0 })
+	if got := catalogue(t, x.master)["twice"]; got != "once" {
+		t.Fatalf("master holds %q", got)
+	}
+	if a, d := metric(x.master, "relayed_applied"), metric(x.master, "deliveries_duplicate"); a != 1 || d != 1 {
+		t.Fatalf("applied %d, duplicates %d; want 1 and 1", a, d)
+	}
+}
+
+// cutLink blocks a and b from each other and closes their connections.
+func cutLink(a, b *member) {
+	a.host.Gater.Block(b.id(), "link down")
+	b.host.Gater.Block(a.id(), "link down")
+	a.host.Network().ClosePeer(b.id())
+	b.host.Network().ClosePeer(a.id())
+}

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
 	"gardend/config"
 	"gardend/node"
+	"gardend/relay"
 )
 
 func runStatus(_ context.Context, e *env, args []string) int {
@@ -28,15 +30,33 @@ func runStatus(_ context.Context, e *env, args []string) int {
 	if code != exitOK {
 		return code
 	}
-	st, err := node.QueryControl(path)
+	resp, err := node.AskControl(path, node.ControlRequest{Op: "status"})
+	if err == nil && resp.Status == nil {
+		err = errors.New("the daemon sent no status")
+	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "gardend status: %v\n", err)
 		return exitFailure
 	}
+	st := *resp.Status
+	var held []relay.Held
+	if len(resp.Data) > 0 {
+		if err := json.Unmarshal(resp.Data, &held); err != nil {
+			fmt.Fprintf(e.stderr, "gardend status: relay: %v\n", err)
+			return exitFailure
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		enc.Encode(st)
+		if held == nil {
+			enc.Encode(st)
+			return exitOK
+		}
+		enc.Encode(struct {
+			node.Status
+			Relay []relay.Held `json:"relay"`
+		}{st, held})
 		return exitOK
 	}
 	fmt.Fprintf(e.stdout, "gardend %s (%s)\npeer:      %s\nroles:     %s\n", st.Name, st.Time.Format("2006-01-02 15:04:05Z"), st.PeerID, st.Roles)
@@ -70,6 +90,17 @@ func runStatus(_ context.Context, e *env, args []string) int {
 	fmt.Fprintf(e.stdout, "dtn:       %d entries queued\n", st.DTNEntries)
 	for p, n := range st.DTNByPeer {
 		fmt.Fprintf(e.stdout, "  → %s: %d\n", p, n)
+	}
+	for _, h := range held {
+		who := h.Peer
+		if h.Station != "" {
+			who += " (station " + h.Station + ")"
+		}
+		fmt.Fprintf(e.stdout, "relay:     for %s: %d entries, %d relayed (%d toward the master, %d toward a nano", who, h.Entries, h.Relayed, h.Uplink, h.Downlink)
+		if h.Earliest != "" {
+			fmt.Fprintf(e.stdout, ", handed over for a window ending %s", h.Earliest)
+		}
+		fmt.Fprintln(e.stdout, ")")
 	}
 	return exitOK
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -248,7 +249,20 @@ func (d *daemon) control(ctx context.Context, req node.ControlRequest) node.Cont
 		}
 		return d.masterFleet.Control(ctx, req)
 	}
-	return d.node.Control(ctx, req)
+	resp := d.node.Control(ctx, req)
+	if req.Op == "status" && resp.Status != nil && d.relay != nil {
+		// What the relay holds, per next hop and direction, goes with the
+		// node's status; its counters join the node's.
+		held, err := d.relay.Status()
+		if err != nil {
+			return node.ControlResponse{Error: "relay status: " + err.Error()}
+		}
+		resp.Data, _ = json.Marshal(held)
+		for k, v := range d.relay.Counts() {
+			resp.Status.Metrics[k] = v
+		}
+	}
+	return resp
 }
 
 func addrInfo(p config.Peer) (peer.AddrInfo, error) {
