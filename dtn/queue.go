@@ -496,23 +496,42 @@ func (s *Store) Ack(ctx context.Context, dest string, ref Ref) error {
 // alone so one bad entry cannot keep the others queued; the first error is
 // returned.
 func (s *Store) AckAll(ctx context.Context, dest string, refs []Ref) error {
+	return s.AckAllWith(ctx, dest, refs, nil)
+}
+
+// AckAllWith is AckAll that also runs with, in the same transaction, on the
+// refs that were still queued: a caller records what left the queue
+// atomically with its leaving.
+func (s *Store) AckAllWith(ctx context.Context, dest string, refs []Ref, with func(tx *Tx, acked []Ref) error) error {
 	if len(refs) == 0 {
 		return nil
 	}
-	err := s.Update(ctx, func(tx *Tx) error {
+	ack := func(tx *Tx, refs []Ref) error {
+		acked := refs[:0:0]
 		for _, ref := range refs {
-			if err := tx.Ack(dest, ref); err != nil {
+			taken, err := tx.Take(dest, ref)
+			if err != nil {
 				return err
 			}
+			if !taken {
+				s.Metrics.StaleAcks.Add(1)
+				continue
+			}
+			s.Metrics.Acked.Add(1)
+			acked = append(acked, ref)
 		}
-		return nil
-	})
+		if with == nil || len(acked) == 0 {
+			return nil
+		}
+		return with(tx, acked)
+	}
+	err := s.Update(ctx, func(tx *Tx) error { return ack(tx, refs) })
 	if err == nil || len(refs) == 1 || ctx.Err() != nil || errors.Is(err, ErrClosed) {
 		return err
 	}
 	var first error
 	for _, ref := range refs {
-		if err := s.Ack(ctx, dest, ref); err != nil && first == nil {
+		if err := s.Update(ctx, func(tx *Tx) error { return ack(tx, []Ref{ref}) }); err != nil && first == nil {
 			first = err
 		}
 	}

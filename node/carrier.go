@@ -62,6 +62,11 @@ type Carrier struct {
 	// node's rule (a nano takes from its master, a master from its nanos):
 	// a relay through ground stations takes from others.
 	Admit func(from peer.ID) error
+	// Acked, if set, runs on the sender inside the transaction that deletes
+	// entries of this protocol the receiver acknowledged (applied or
+	// refused for good), with their refs: what left the queue is recorded
+	// atomically with its leaving.
+	Acked func(tx *dtn.Tx, dest peer.ID, acked []dtn.Ref) error
 }
 
 // Work is what a Carrier's delivery does once judged.

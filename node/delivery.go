@@ -499,6 +499,10 @@ func (n *Node) readAcks(s network.Stream, r *codec.FrameReader, dest peer.ID, pr
 		acked   []dtn.Ref
 		saveErr error
 	)
+	var onAcked func(tx *dtn.Tx, refs []dtn.Ref) error
+	if c := n.carrier(proto); c != nil && c.Acked != nil {
+		onAcked = func(tx *dtn.Tx, refs []dtn.Ref) error { return c.Acked(tx, dest, refs) }
+	}
 	kick := make(chan struct{}, 1)
 	stop := make(chan struct{})
 	saved := make(chan struct{})
@@ -519,7 +523,7 @@ func (n *Node) readAcks(s network.Stream, r *codec.FrameReader, dest peer.ID, pr
 			}
 			for len(refs) > 0 {
 				k := min(len(refs), maxAckBatch)
-				err := n.store.AckAll(n.ctx, string(dest), refs[:k])
+				err := n.store.AckAllWith(n.ctx, string(dest), refs[:k], onAcked)
 				if err == nil {
 					n.Metrics.Add("delivery_acked", uint64(k))
 					n.Metrics.Inc("delivery_ack_commits")

@@ -20,7 +20,12 @@ const Protocol = node.ProtocolPrefix + "/relay/1"
 
 // Register lets envelopes travel on Protocol; called on the registry
 // before the codec is built.
-func Register(r *codec.Registry) error { return node.RegisterCarrier(r, Protocol) }
+func Register(r *codec.Registry) error {
+	if err := node.RegisterCarrier(r, Protocol); err != nil {
+		return err
+	}
+	return node.RegisterCarrier(r, ReceiptProtocol)
+}
 
 // Policy adds the relay's protocol to a store policy. Envelopes are queued
 // with their inner entry's level; this is the level of one queued without
@@ -31,6 +36,7 @@ func Policy(p dtn.Policy) dtn.Policy {
 		levels[k] = v
 	}
 	levels[Protocol] = dtn.Critical
+	levels[ReceiptProtocol] = dtn.Critical
 	p.Levels = levels
 	return p
 }

@@ -85,3 +85,31 @@ func FuzzEnvelope(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReceipt: a station's receipt decoder never panics and fails only
+// with ErrMalformed.
+func FuzzReceipt(f *testing.F) {
+	reg, err := node.NewRegistry()
+	if err != nil {
+		f.Fatal(err)
+	}
+	c, err := codec.New(reg, codec.DefaultLimits())
+	if err != nil {
+		f.Fatal(err)
+	}
+	ok, _ := c.Marshal(&Receipt{Nano: []byte(peer.ID("\x00\x05hello")), IDs: []uint64{1, 2, 3}})
+	f.Add(ok)
+	f.Add([]byte{0xa2, 0x01, 0x40, 0x02, 0x80})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rc, nano, err := DecodeReceipt(c, body)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("DecodeReceipt failed with %v", err)
+			}
+			return
+		}
+		if len(rc.IDs) == 0 || len(rc.IDs) > maxReceiptIDs || nano == "" {
+			t.Fatalf("accepted %+v", rc)
+		}
+	})
+}

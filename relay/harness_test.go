@@ -142,7 +142,7 @@ func (f *fleet) start(m *member, o node.Options, ro Options) {
 	o.HeartbeatInterval, o.IOTimeout = 50*time.Millisecond, 5*time.Second
 	ro.Store, ro.Codec, ro.Signer, ro.Log, ro.Now, ro.Tick = m.store, f.codec, m.ks, f.log, f.clock.Now, 20*time.Millisecond
 	m.relay = New(ro)
-	o.Carriers = append(o.Carriers, m.relay.Carrier())
+	o.Carriers = append(o.Carriers, m.relay.Carriers()...)
 	n, err := node.New(o)
 	if err != nil {
 		t.Fatal(err)

@@ -69,8 +69,8 @@ type Relay struct {
 	counts   map[string]uint64
 }
 
-// New makes the relay of a node. The node must be built with the Carrier
-// this returns (Carrier) among its options; Start it once the node runs.
+// New makes the relay of a node. The node must be built with the Carriers
+// this returns (Carriers) among its options; Start it once the node runs.
 func New(o Options) *Relay {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -129,9 +129,10 @@ func (r *Relay) contactsOf(p peer.ID) *plan.Contacts {
 
 func (r *Relay) isStation(p peer.ID) bool { _, ok := r.stations[p]; return ok }
 
-// Carrier is the node Carrier of the relay protocol.
-func (r *Relay) Carrier() node.Carrier {
-	return node.Carrier{Protocol: Protocol, Prepare: r.prepare, Admit: r.admit}
+// Carriers are the node Carriers of the relay's protocols: envelopes, and
+// stations' receipts to their master.
+func (r *Relay) Carriers() []node.Carrier {
+	return []node.Carrier{{Protocol: Protocol, Prepare: r.prepare, Admit: r.admit, Acked: r.acked}, r.receiptCarrier()}
 }
 
 // Start runs the routing loop of n, the node the Carrier was given to,
@@ -240,8 +241,16 @@ func (r *Relay) prepare(d node.Delivery) (node.Work, error) {
 	}
 	return node.Work{
 		Apply: func(tx *dtn.Tx) error {
-			_, _, err := tx.Enqueue(dtn.Entry{Dest: string(next), Protocol: Protocol, Payload: body, Level: dtn.Level(env.Level)})
-			return err
+			_, ref, err := tx.Enqueue(dtn.Entry{Dest: string(next), Protocol: Protocol, Payload: body, Level: dtn.Level(env.Level)})
+			switch {
+			case err != nil:
+				return err
+			case kind == "custody_downlink":
+				return r.hold(tx, ref, to, env.ID)
+			case kind == "returned":
+				return tx.Delete(bucketLedger, ledgerKey(tx, to, env.ID))
+			}
+			return nil
 		},
 		Applied: func() { r.count(kind) },
 	}, nil
@@ -453,6 +462,7 @@ func (r *Relay) retarget(ctx context.Context, from, hop peer.ID, deliverBy int64
 // each leaves from only if it is still there (not acknowledged meanwhile),
 // so nothing is lost between the queues and nothing doubled.
 func (r *Relay) move(ctx context.Context, from, hop peer.ID, envs []*Envelope, refs []dtn.Ref, deliverBy int64) error {
+	master, station := r.role.Has(node.RoleMaster), r.role.Has(node.RoleStation) && !r.role.Has(node.RoleMaster)
 	if len(envs) == 0 {
 		return nil
 	}
@@ -481,6 +491,21 @@ func (r *Relay) move(ctx context.Context, from, hop peer.ID, envs []*Envelope, r
 			if _, _, err := tx.Enqueue(dtn.Entry{Dest: string(hop), Protocol: Protocol, Payload: bodies[i], Level: dtn.Level(env.Level)}); err != nil {
 				return err
 			}
+			switch {
+			case master && r.isStation(hop):
+				// The ledger: where each of the nano's entries is.
+				v, err := r.o.Codec.Marshal(&handed{Nano: []byte(from), ID: env.ID, Station: r.stations[hop], DeliverBy: env.DeliverBy})
+				if err != nil {
+					return err
+				}
+				if err := tx.Put(bucketLedger, ledgerKey(tx, from, env.ID), v); err != nil {
+					return err
+				}
+			case station && r.o.Node.IsNano(from):
+				if err := tx.Delete(bucketHeld, heldKey(tx, refs[i])); err != nil { // given back
+					return err
+				}
+			}
 			moved++
 		}
 		return nil
@@ -505,9 +530,32 @@ type Held struct {
 	Earliest string `json:"deliver_by,omitempty"` // downlink: the earliest window end they were handed over for
 }
 
-// Status lists, per destination queue, the entries held and how many of
+// Report is what a relay holds: per destination queue, and on a master
+// what it handed to which station for which window.
+type Report struct {
+	Held   []Held   `json:"held"`
+	Handed []Handed `json:"handed,omitempty"`
+}
+
+// Status reports what this node holds and, on a master, where the entries
+// it handed to stations wait.
+func (r *Relay) Status() (Report, error) {
+	held, err := r.heldList()
+	if err != nil {
+		return Report{}, err
+	}
+	rep := Report{Held: held}
+	if r.role.Has(node.RoleMaster) {
+		if rep.Handed, err = r.handedList(); err != nil {
+			return Report{}, err
+		}
+	}
+	return rep, nil
+}
+
+// heldList lists, per destination queue, the entries held and how many of
 // them are envelopes in each direction.
-func (r *Relay) Status() ([]Held, error) {
+func (r *Relay) heldList() ([]Held, error) {
 	var out []Held
 	master := r.o.Node.Master()
 	if r.role.Has(node.RoleMaster) {

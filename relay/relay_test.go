@@ -99,6 +99,7 @@ func TestThroughOneStation(t *testing.T) {
 	if x.s2.store.Len("") != 0 {
 		t.Fatal("kiruna was handed entries for a later window")
 	}
+	expectHanded(t, x, "svalbard", x.svalbard.End, len(down))
 	x.f.clock.Set(x.svalbard.Start.Add(2 * time.Second))
 	expectCatalogue(t, x.master, up)
 	expectCatalogue(t, x.n, down)
@@ -119,6 +120,31 @@ func TestThroughOneStation(t *testing.T) {
 	c := x.s1.relay.Counts()
 	if c["relay_custody_uplink"] != uint64(len(up)) || c["relay_custody_downlink"] != uint64(len(down)) {
 		t.Errorf("svalbard's custody counts: %v", c)
+	}
+	// The station's receipts tell the master every entry was delivered.
+	eventually(t, "the master's ledger empty", func() bool {
+		return x.master.relay.Counts()["relay_delivered"] == uint64(len(down)) && x.s1.store.Len("") == 0
+	})
+	expectHanded(t, x, "", time.Time{}, 0)
+}
+
+// expectHanded checks the master's ledger: n entries for the nano at
+// station for the window ending at by (n 0: nothing handed anywhere).
+func expectHanded(t *testing.T, x *twoStations, station string, by time.Time, n int) {
+	t.Helper()
+	rep, err := x.master.relay.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		if len(rep.Handed) != 0 {
+			t.Fatalf("the master's ledger still shows %+v", rep.Handed)
+		}
+		return
+	}
+	want := Handed{Nano: x.n.id().String(), Station: station, DeliverBy: by.UTC().Format(time.RFC3339), Entries: n}
+	if len(rep.Handed) != 1 || rep.Handed[0] != want {
+		t.Fatalf("the master's ledger shows %+v, want %+v", rep.Handed, want)
 	}
 }
 
@@ -142,8 +168,11 @@ func TestMissedWindowReroutes(t *testing.T) {
 	if got := x.master.relay.Counts()["relay_returned"]; got != uint64(len(down)) {
 		t.Errorf("the master took back %d, want %d", got, len(down))
 	}
+	expectHanded(t, x, "kiruna", x.kiruna.End, len(down))
 	x.f.clock.Set(x.kiruna.Start.Add(2 * time.Second))
 	expectCatalogue(t, x.n, down)
+	eventually(t, "receipts", func() bool { return x.master.relay.Counts()["relay_delivered"] == uint64(len(down)) })
+	expectHanded(t, x, "", time.Time{}, 0)
 	eventually(t, "kiruna empty", func() bool { return x.s2.store.Len("") == 0 })
 	if got := metric(x.n, "relayed_applied"); got != uint64(len(down)) {
 		t.Errorf("nano applied %d, want %d", got, len(down))

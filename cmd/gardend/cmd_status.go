@@ -39,9 +39,10 @@ func runStatus(_ context.Context, e *env, args []string) int {
 		return exitFailure
 	}
 	st := *resp.Status
-	var held []relay.Held
+	var rep *relay.Report
 	if len(resp.Data) > 0 {
-		if err := json.Unmarshal(resp.Data, &held); err != nil {
+		rep = new(relay.Report)
+		if err := json.Unmarshal(resp.Data, rep); err != nil {
 			fmt.Fprintf(e.stderr, "gardend status: relay: %v\n", err)
 			return exitFailure
 		}
@@ -49,14 +50,14 @@ func runStatus(_ context.Context, e *env, args []string) int {
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		if held == nil {
+		if rep == nil {
 			enc.Encode(st)
 			return exitOK
 		}
 		enc.Encode(struct {
 			node.Status
-			Relay []relay.Held `json:"relay"`
-		}{st, held})
+			Relay *relay.Report `json:"relay"`
+		}{st, rep})
 		return exitOK
 	}
 	fmt.Fprintf(e.stdout, "gardend %s (%s)\npeer:      %s\nroles:     %s\n", st.Name, st.Time.Format("2006-01-02 15:04:05Z"), st.PeerID, st.Roles)
@@ -91,7 +92,13 @@ func runStatus(_ context.Context, e *env, args []string) int {
 	for p, n := range st.DTNByPeer {
 		fmt.Fprintf(e.stdout, "  → %s: %d\n", p, n)
 	}
-	for _, h := range held {
+	if rep == nil {
+		return exitOK
+	}
+	for _, h := range rep.Handed {
+		fmt.Fprintf(e.stdout, "handed:    %d entries for %s at station %s, for its window ending %s\n", h.Entries, h.Nano, h.Station, h.DeliverBy)
+	}
+	for _, h := range rep.Held {
 		who := h.Peer
 		if h.Station != "" {
 			who += " (station " + h.Station + ")"

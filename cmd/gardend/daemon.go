@@ -181,7 +181,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 	if len(cfg.Stations) > 0 {
 		d.relay = relay.New(relay.Options{Store: d.store, Codec: c, Signer: d.ks, Log: log, Stations: pl.stations,
 			Contacts: pl.relayContacts(self, roles), Guard: own.Profile.Guard})
-		opts.Carriers = append(opts.Carriers, d.relay.Carrier())
+		opts.Carriers = append(opts.Carriers, d.relay.Carriers()...)
 	}
 	var listen []ma.Multiaddr
 	for _, s := range cfg.Listen {
@@ -253,11 +253,11 @@ func (d *daemon) control(ctx context.Context, req node.ControlRequest) node.Cont
 	if req.Op == "status" && resp.Status != nil && d.relay != nil {
 		// What the relay holds, per next hop and direction, goes with the
 		// node's status; its counters join the node's.
-		held, err := d.relay.Status()
+		rep, err := d.relay.Status()
 		if err != nil {
 			return node.ControlResponse{Error: "relay status: " + err.Error()}
 		}
-		resp.Data, _ = json.Marshal(held)
+		resp.Data, _ = json.Marshal(rep)
 		for k, v := range d.relay.Counts() {
 			resp.Status.Metrics[k] = v
 		}
