@@ -232,6 +232,12 @@ func TestAuthoritySurvivesRelay(t *testing.T) {
 	if err := apply(forged, x.s1.id()); !errors.As(err, &refusal) {
 		t.Fatalf("a forged entry was not refused: %v", err)
 	}
+	// Without a signature.
+	env.Payload, env.Att = mut, origin.Attestation{}
+	unsigned, _ := c.Marshal(env)
+	if err := apply(unsigned, x.s1.id()); !errors.As(err, &refusal) {
+		t.Fatalf("an unsigned entry was not refused: %v", err)
+	}
 	// Malformed.
 	if err := apply([]byte{0xff, 0x00}, x.s1.id()); !errors.As(err, &refusal) {
 		t.Fatalf("a malformed envelope was not refused: %v", err)
@@ -240,7 +246,7 @@ func TestAuthoritySurvivesRelay(t *testing.T) {
 		t.Fatalf("refused entries changed the catalogue: %v", got)
 	}
 	counts := x.n.relay.Counts()
-	if counts["relay_refused_signature_bad_signature"] != 2 || counts["relay_refused_malformed"] != 1 {
+	if counts["relay_refused_signature_bad_signature"] != 2 || counts["relay_refused_signature_malformed"] != 1 || counts["relay_refused_malformed"] != 1 {
 		t.Fatalf("refusals not counted by reason: %v", counts)
 	}
 	// A stranger may not hand envelopes over at all.
