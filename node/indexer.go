@@ -1,6 +1,7 @@
 package node
 
 import (
+	"container/heap"
 	"fmt"
 	"sync"
 	"time"
@@ -21,6 +22,29 @@ type indexer struct {
 	mu       sync.Mutex
 	sessions map[peer.ID]*session
 	pending  map[peer.ID]map[peer.ID]time.Time
+	// claimExpiries holds every claim made, by expiry: the GC pops what
+	// expired instead of scanning every claim.
+	claimExpiries claimExpiries
+}
+
+// claimExpiry is one PendingContact claim (caller waits for target) made
+// to last until at.
+type claimExpiry struct {
+	at             time.Time
+	target, caller peer.ID
+}
+
+type claimExpiries []claimExpiry
+
+func (h claimExpiries) Len() int           { return len(h) }
+func (h claimExpiries) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h claimExpiries) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *claimExpiries) Push(x any)        { *h = append(*h, x.(claimExpiry)) }
+func (h *claimExpiries) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 type session struct {
@@ -146,7 +170,9 @@ func (x *indexer) process(from peer.ID, hb *Heartbeat, now time.Time) *Heartbeat
 		if x.pending[target] == nil {
 			x.pending[target] = map[peer.ID]time.Time{}
 		}
-		x.pending[target][from] = now.Add(x.pendingTTL())
+		exp := now.Add(x.pendingTTL())
+		x.pending[target][from] = exp
+		heap.Push(&x.claimExpiries, claimExpiry{at: exp, target: target, caller: from})
 	}
 	// Tell the sender who is waiting for it; it will contact them.
 	for caller, exp := range x.pending[from] {
@@ -259,17 +285,24 @@ func (x *indexer) gcLoop() {
 		now := x.n.o.Now()
 		x.book.Prune(now)
 		x.mu.Lock()
-		for t, callers := range x.pending {
-			for c, exp := range callers {
-				if !exp.After(now) {
-					delete(callers, c)
-				}
-			}
+		x.pruneClaims(now)
+		x.mu.Unlock()
+	}
+}
+
+// pruneClaims forgets expired PendingContact claims: only those whose
+// expiry came (a claim renewed since has a later one and stays). x.mu is
+// held.
+func (x *indexer) pruneClaims(now time.Time) {
+	for len(x.claimExpiries) > 0 && !x.claimExpiries[0].at.After(now) {
+		c := heap.Pop(&x.claimExpiries).(claimExpiry)
+		callers := x.pending[c.target]
+		if exp, ok := callers[c.caller]; ok && !exp.After(now) {
+			delete(callers, c.caller)
 			if len(callers) == 0 {
-				delete(x.pending, t)
+				delete(x.pending, c.target)
 			}
 		}
-		x.mu.Unlock()
 	}
 }
 

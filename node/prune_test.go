@@ -1,12 +1,15 @@
 package node
 
 import (
+	"container/heap"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"gardend/dtn"
 )
@@ -112,5 +115,38 @@ func TestPruneAppliedIsIncremental(t *testing.T) {
 	}
 	if deleted, _ := n.pruneAppliedRound(ctx, appliedKeep); deleted != 0 {
 		t.Fatalf("a third round deleted %d", deleted)
+	}
+}
+
+// TestPendingClaimsExpire: the indexer's GC forgets a PendingContact claim
+// when it expires, keeps one renewed since, and holds no more expiries
+// than claims made within their lifetime.
+func TestPendingClaimsExpire(t *testing.T) {
+	x := &indexer{pending: map[peer.ID]map[peer.ID]time.Time{}}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	claim := func(target, caller peer.ID, exp time.Time) {
+		if x.pending[target] == nil {
+			x.pending[target] = map[peer.ID]time.Time{}
+		}
+		x.pending[target][caller] = exp
+		heap.Push(&x.claimExpiries, claimExpiry{at: exp, target: target, caller: caller})
+	}
+	claim("nano-a", "master", t0.Add(time.Minute))
+	claim("nano-b", "master", t0.Add(time.Minute))
+	claim("nano-b", "master", t0.Add(3*time.Minute)) // renewed
+	claim("nano-c", "other", t0.Add(2*time.Minute))
+	x.pruneClaims(t0.Add(90 * time.Second))
+	if _, ok := x.pending["nano-a"]; ok {
+		t.Fatal("an expired claim was kept")
+	}
+	if x.pending["nano-b"]["master"] != t0.Add(3*time.Minute) || x.pending["nano-c"] == nil {
+		t.Fatalf("a live claim was dropped: %v", x.pending)
+	}
+	if len(x.claimExpiries) != 2 {
+		t.Fatalf("%d expiries held for 2 live claims", len(x.claimExpiries))
+	}
+	x.pruneClaims(t0.Add(time.Hour))
+	if len(x.pending) != 0 || len(x.claimExpiries) != 0 {
+		t.Fatalf("claims left after every expiry: %v, %d", x.pending, len(x.claimExpiries))
 	}
 }
