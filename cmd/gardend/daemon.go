@@ -230,6 +230,11 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 			return nil, err
 		}
 	}
+	if d.relay != nil {
+		if err := d.metrics.Register("relay", relayFamilies(d.relay)); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Metrics.Listen != "" {
 		if d.metricsSrv, err = metrics.Listen(nctx, cfg.Metrics.Listen, d.metrics, log); err != nil {
 			return nil, fmt.Errorf("metrics.listen: %w", err)

@@ -12,6 +12,7 @@ import (
 	"gardend/hsm"
 	"gardend/metrics"
 	"gardend/node"
+	"gardend/relay"
 )
 
 // storeScanEvery bounds how often a scrape rescans the DTN store: the scan
@@ -129,5 +130,37 @@ func (c *nodeCollector) storeFamilies(now time.Time) []metrics.Family {
 		gauge("gardend_dtn_corrupt_values", "Stored values that failed authentication at the last scan.", one(float64(c.report.Corrupt))),
 		gauge("gardend_dtn_last_scan_timestamp_seconds", "When the store was last scanned for these figures, Unix time.", one(float64(c.scanned.UnixNano())/1e9)),
 		{Name: "gardend_dtn_scan_errors_total", Help: "Store scans for metrics that failed.", Type: metrics.Counter, Samples: []metrics.Sample{one(float64(c.scanErrs))}},
+	}
+}
+
+// relayFamilies are the relay's counters and, on a master, the entries
+// handed to each station per nano (from its ledger).
+func relayFamilies(r *relay.Relay) func() []metrics.Family {
+	return func() []metrics.Family {
+		counts := r.Counts()
+		names := make([]string, 0, len(counts))
+		for n := range counts {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		var fams []metrics.Family
+		for _, n := range names {
+			fams = append(fams, metrics.Family{Name: "gardend_" + metrics.SanitizeName(n) + "_total", Type: metrics.Counter,
+				Help: "Relay counter " + n + " (as in gardend status --json).", Samples: []metrics.Sample{one(float64(counts[n]))}})
+		}
+		rep, err := r.Status()
+		if err != nil {
+			return fams
+		}
+		handed := gauge("gardend_relay_handed_entries", "Master: entries a station holds for a nano, per nano and station (the ledger).")
+		for _, h := range rep.Handed {
+			handed.Samples = append(handed.Samples, one(float64(h.Entries), "nano", h.Nano, "station", h.Station, "deliver_by", h.DeliverBy))
+		}
+		held := gauge("gardend_relay_held_entries", "Envelopes held, per next hop and direction.")
+		for _, h := range rep.Held {
+			held.Samples = append(held.Samples, one(float64(h.Uplink), "next_hop", h.Peer, "direction", "uplink"),
+				one(float64(h.Downlink), "next_hop", h.Peer, "direction", "downlink"))
+		}
+		return append(fams, handed, held)
 	}
 }
