@@ -415,8 +415,10 @@ func (c *Config) Validate() error {
 			add("master.addrs", "%q: %v", s, err)
 		}
 	}
-	if len(c.Nanos) > 0 && !seen[RoleMaster] {
-		add("nanos", "only a master governs nanos: add \"master\" to roles")
+	if len(c.Nanos) > 0 && !seen[RoleMaster] && !(seen[RoleStation] && len(c.Stations) > 0) {
+		// A station lists them too: it relays for them, and their plans say
+		// when each passes over it.
+		add("nanos", "only a master governs nanos, and a station relays for them: add \"master\" or \"station\" to roles")
 	}
 	for i, nn := range c.Nanos {
 		switch nn.Profile {

@@ -240,6 +240,12 @@ func (n *Node) drain(dest peer.ID, more chan struct{}) (unfinished bool) {
 		if total >= drainTurn && n.othersWaiting() {
 			return true
 		}
+		if total > 0 && !n.mayContact(dest) {
+			// The window closed while this drain lingered or ran: what
+			// was queued since waits for the next one (nothing is written
+			// outside a window).
+			return false
+		}
 		sent, err := n.drainProtocol(dest, first[0].Protocol, more)
 		total += sent
 		if err != nil {
