@@ -2,12 +2,9 @@ package relay
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
-	"log/slog"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -16,12 +13,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/pnet"
-	ma "github.com/multiformats/go-multiaddr"
 
-	"gardend/codec"
 	"gardend/dtn"
-	"gardend/hsm"
 	"gardend/node"
 	"gardend/plan"
 )
@@ -163,17 +156,17 @@ func (l *appliedLog) total() int {
 // the contacts c from start on and returns the ages of what crossed.
 func runAgeDay(b *testing.B, c *plan.Contacts, start time.Time) ageResult {
 	began := time.Now()
-	f := benchFleet(b, start)
+	f := newFleet(b, start)
 	log := &appliedLog{clock: f.clock, at: map[string]time.Time{}, count: map[string]int{}}
 	var closers []func()
-	master := benchMember(b, f, "master", node.RoleMaster, &closers)
-	nano := benchMember(b, f, "nano", node.RoleNano, &closers)
+	master := f.closing(&closers, "master", node.RoleMaster)
+	nano := f.closing(&closers, "nano", node.RoleNano)
 	names := c.Stations()
 	var stations []*member
 	ids := map[string]peer.ID{}
 	var infos []peer.AddrInfo
 	for _, name := range names {
-		s := benchMember(b, f, name, node.RoleStation, &closers)
+		s := f.closing(&closers, name, node.RoleStation)
 		stations = append(stations, s)
 		ids[name] = s.id()
 		infos = append(infos, s.info())
@@ -209,16 +202,16 @@ func runAgeDay(b *testing.B, c *plan.Contacts, start time.Time) ageResult {
 	for _, s := range stations {
 		peerPlans[s.id()] = c.StationPlan(s.name)
 	}
-	benchStart(b, f, master, node.Options{Roles: node.RoleMaster, Nanos: []peer.AddrInfo{nano.info()},
+	f.start(master, node.Options{Roles: node.RoleMaster, Nanos: []peer.AddrInfo{nano.info()},
 		NanoContacts: map[peer.ID]node.Contact{nanoID: {Profile: orbital(), Plan: never}},
 		Stations:     infos, OnApplied: log.record},
 		Options{Stations: ids, Contacts: map[peer.ID]*plan.Contacts{nanoID: c}})
 	for _, s := range stations {
-		benchStart(b, f, s, node.Options{Roles: node.RoleStation, Master: master.info(), Nanos: []peer.AddrInfo{nano.info()},
+		f.start(s, node.Options{Roles: node.RoleStation, Master: master.info(), Nanos: []peer.AddrInfo{nano.info()},
 			NanoContacts: map[peer.ID]node.Contact{nanoID: {Profile: orbital(), Plan: c.StationPlan(s.name)}}},
 			Options{Stations: ids})
 	}
-	benchStart(b, f, nano, node.Options{Roles: node.RoleNano, Master: master.info(),
+	f.start(nano, node.Options{Roles: node.RoleNano, Master: master.info(),
 		Contact:  node.Contact{Profile: orbital(), Plan: c.Union()},
 		Stations: infos, PeerPlans: peerPlans, OnApplied: log.record},
 		Options{Stations: ids, Contacts: map[peer.ID]*plan.Contacts{nanoID: c}})
@@ -431,73 +424,4 @@ func settle(done func() bool, state func() string) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return true
-}
-
-// benchFleet, benchMember and benchStart are the harness's newFleet,
-// member and start for a benchmark (which has no *testing.T).
-func benchFleet(b *testing.B, start time.Time) *fleet {
-	reg, err := node.NewRegistry()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := Register(reg); err != nil {
-		b.Fatal(err)
-	}
-	c, err := codec.New(reg, codec.DefaultLimits())
-	if err != nil {
-		b.Fatal(err)
-	}
-	psk := make(pnet.PSK, 32)
-	rand.Read(psk)
-	log := slog.New(slog.DiscardHandler)
-	if os.Getenv("RELAY_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return &fleet{psk: psk, codec: c, clock: &simClock{t: start}, log: log}
-}
-
-// benchMember's member is closed by close, or at the end of the benchmark.
-func benchMember(b *testing.B, f *fleet, name string, roles node.Roles, closers *[]func()) *member {
-	dir := b.TempDir()
-	ks, _, err := hsm.Create(context.Background(), hsm.KeyRef{File: filepath.Join(dir, "id.key")})
-	if err != nil {
-		b.Fatal(err)
-	}
-	key, _ := hsm.NewPrivKey(ks)
-	lim := node.LimitsFor(roles, 0)
-	h, err := node.NewHost(node.HostConfig{Key: key, PSK: f.psk, Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")},
-		DialTimeout: 3 * time.Second, Limits: &lim})
-	if err != nil {
-		b.Fatal(err)
-	}
-	st, err := dtn.Open(filepath.Join(dir, dtn.FileName), ks, dtn.Options{Policy: Policy(node.DTNPolicy()), Now: f.clock.Now,
-		RetryBase: 200 * time.Millisecond, RetryCeiling: time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
-	m := &member{name: name, dir: dir, key: key, ks: ks, host: h, store: st}
-	var once sync.Once
-	close := func() { once.Do(m.close) }
-	b.Cleanup(close)
-	*closers = append(*closers, close)
-	return m
-}
-
-func benchStart(b *testing.B, f *fleet, m *member, o node.Options, ro Options) {
-	o.Name, o.Host, o.Key, o.Store, o.Codec, o.Log, o.Now = m.name, m.host, m.key, m.store, f.codec, f.log, f.clock.Now
-	o.HeartbeatInterval, o.IOTimeout = 50*time.Millisecond, 5*time.Second
-	ro.Store, ro.Codec, ro.Signer, ro.Log, ro.Now, ro.Tick = m.store, f.codec, m.ks, f.log, f.clock.Now, 20*time.Millisecond
-	m.relay = New(ro)
-	o.Carriers = append(o.Carriers, m.relay.Carrier())
-	n, err := node.New(o)
-	if err != nil {
-		b.Fatal(err)
-	}
-	m.node = n
-	var ctx context.Context
-	ctx, m.stop = context.WithCancel(context.Background())
-	if err := n.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	m.relay.Start(ctx, n)
 }

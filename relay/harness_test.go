@@ -55,14 +55,14 @@ func (m *member) info() peer.AddrInfo { return peer.AddrInfo{ID: m.host.ID(), Ad
 
 // fleet is a master, stations and nanos on loopback, one clock.
 type fleet struct {
-	t     *testing.T
+	t     testing.TB
 	psk   pnet.PSK
 	codec *codec.Codec
 	clock *simClock
 	log   *slog.Logger
 }
 
-func newFleet(t *testing.T, start time.Time) *fleet {
+func newFleet(t testing.TB, start time.Time) *fleet {
 	reg, err := node.NewRegistry()
 	if err != nil {
 		t.Fatal(err)
@@ -107,6 +107,14 @@ func (f *fleet) member(name string, roles node.Roles, dir string) *member {
 	}
 	m := &member{name: name, dir: dir, key: key, ks: ks, host: h, store: st}
 	t.Cleanup(m.close)
+	return m
+}
+
+// closing is member, whose close is also added to closers (a benchmark
+// closes one configuration's processes before the next).
+func (f *fleet) closing(closers *[]func(), name string, roles node.Roles) *member {
+	m := f.member(name, roles, "")
+	*closers = append(*closers, m.close)
 	return m
 }
 
@@ -157,7 +165,7 @@ func (f *fleet) start(m *member, o node.Options, ro Options) {
 }
 
 // contacts builds a multi-station plan from windows.
-func contacts(t *testing.T, ws ...plan.Window) *plan.Contacts {
+func contacts(t testing.TB, ws ...plan.Window) *plan.Contacts {
 	c, err := plan.NewContacts(ws)
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +175,7 @@ func contacts(t *testing.T, ws ...plan.Window) *plan.Contacts {
 
 // eventually polls cond on real time: the waits are on real I/O between
 // real hosts, generous so that a slow machine only costs time.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for !cond() {
@@ -179,7 +187,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // catalogue is what a node holds: resource ID → body.
-func catalogue(t *testing.T, m *member) map[string]string {
+func catalogue(t testing.TB, m *member) map[string]string {
 	rs, err := m.node.Catalogue()
 	if err != nil {
 		t.Fatal(err)
