@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"gardend/dtn"
+	"gardend/internal/testnet"
 	"gardend/node"
 	"gardend/plan"
 )
@@ -129,7 +130,7 @@ func quantile(sorted []float64, q float64) float64 {
 // appliedLog records, on the simulated clock, each apply at either end.
 type appliedLog struct {
 	mu    sync.Mutex
-	clock *simClock
+	clock *testnet.Clock
 	at    map[string]time.Time
 	count map[string]int
 }
@@ -185,7 +186,7 @@ func runAgeDay(b *testing.B, c *plan.Contacts, start time.Time) ageResult {
 	for _, s := range stations {
 		stationName[s.id()] = s.name
 	}
-	nano.host.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, conn network.Conn) {
+	nano.Host.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, conn network.Conn) {
 		name, ok := stationName[conn.RemotePeer()]
 		if !ok {
 			return
@@ -262,21 +263,21 @@ func runAgeDay(b *testing.B, c *plan.Contacts, start time.Time) ageResult {
 			}
 			linked[s.name] = up
 			if up {
-				nano.host.Gater.Unblock(s.id())
-				s.host.Gater.Unblock(nano.id())
+				nano.Host.Gater.Unblock(s.id())
+				s.Host.Gater.Unblock(nano.id())
 				continue
 			}
-			nano.host.Gater.Block(s.id(), "out of view")
-			s.host.Gater.Block(nano.id(), "out of view")
-			nano.host.Network().ClosePeer(s.id())
-			s.host.Network().ClosePeer(nano.id())
+			nano.Host.Gater.Block(s.id(), "out of view")
+			s.Host.Gater.Block(nano.id(), "out of view")
+			nano.Host.Network().ClosePeer(s.id())
+			s.Host.Network().ClosePeer(nano.id())
 		}
 	}
 	for _, s := range stations {
 		linked[s.name] = true // blocked below, before the first step
 	}
-	nano.host.Gater.Block(master.id(), "no antenna")
-	master.host.Gater.Block(nanoID, "no antenna")
+	nano.Host.Gater.Block(master.id(), "no antenna")
+	master.Host.Gater.Block(nanoID, "no antenna")
 	for _, t := range events {
 		f.clock.Set(t)
 		if radio {
@@ -299,11 +300,11 @@ func runAgeDay(b *testing.B, c *plan.Contacts, start time.Time) ageResult {
 			// No window: the master has handed everything to a station,
 			// and no station still holds anything for the master.
 			done = func() bool {
-				if master.store.Len("") != 0 {
+				if master.Store.Len("") != 0 {
 					return false
 				}
 				for _, s := range stations {
-					if s.store.Len(string(master.id())) != 0 {
+					if s.Store.Len(string(master.id())) != 0 {
 						return false
 					}
 				}
@@ -319,7 +320,7 @@ func runAgeDay(b *testing.B, c *plan.Contacts, start time.Time) ageResult {
 	members := append([]*member{master, nano}, stations...)
 	empty := func() bool {
 		for _, m := range members {
-			if m.store.Len("") != 0 {
+			if m.Store.Len("") != 0 {
 				return false
 			}
 		}
@@ -328,7 +329,7 @@ func runAgeDay(b *testing.B, c *plan.Contacts, start time.Time) ageResult {
 	if !settle(empty, func() string { return fleetState(log, master, nano, stations) }) {
 		for _, m := range members {
 			held, _ := m.relay.Status()
-			b.Logf("%s holds %d entries: %+v; counts %v", m.name, m.store.Len(""), held, m.relay.Counts())
+			b.Logf("%s holds %d entries: %+v; counts %v", m.name, m.Store.Len(""), held, m.relay.Counts())
 		}
 		b.Fatalf("%d windows over %v: entries left in the stores after the last window", len(windows), names)
 	}
@@ -397,9 +398,9 @@ func runAgeDay(b *testing.B, c *plan.Contacts, start time.Time) ageResult {
 
 // fleetState is what moves while real hosts work: applies, and every queue.
 func fleetState(log *appliedLog, master, nano *member, stations []*member) string {
-	s := fmt.Sprint(log.total(), master.store.Len(""), nano.store.Len(""))
+	s := fmt.Sprint(log.total(), master.Store.Len(""), nano.Store.Len(""))
 	for _, st := range stations {
-		s += fmt.Sprint(" ", st.store.Len(""), st.relay.Counts()["relay_moved"])
+		s += fmt.Sprint(" ", st.Store.Len(""), st.relay.Counts()["relay_moved"])
 	}
 	return s + fmt.Sprint(" ", master.relay.Counts()["relay_moved"], nano.relay.Counts()["relay_moved"])
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"gardend/dtn"
+	"gardend/internal/testnet"
 	"gardend/node"
 	"gardend/origin"
 	"gardend/plan"
@@ -91,12 +92,12 @@ func TestThroughOneStation(t *testing.T) {
 	// whose window comes first, and svalbard holds them; the nano keeps
 	// its own (no station in view).
 	eventually(t, "svalbard takes custody of the downlink", func() bool {
-		return x.s1.store.Len(string(x.n.id())) == len(down) && x.master.store.Len("") == 0
+		return x.s1.Store.Len(string(x.n.id())) == len(down) && x.master.Store.Len("") == 0
 	})
-	if got := x.n.store.Len(string(x.master.id())); got != len(up) {
+	if got := x.n.Store.Len(string(x.master.id())); got != len(up) {
 		t.Fatalf("the nano holds %d entries for its master before the pass, want %d", got, len(up))
 	}
-	if x.s2.store.Len("") != 0 {
+	if x.s2.Store.Len("") != 0 {
 		t.Fatal("kiruna was handed entries for a later window")
 	}
 	expectHanded(t, x, "svalbard", x.svalbard.End, len(down))
@@ -104,7 +105,7 @@ func TestThroughOneStation(t *testing.T) {
 	expectCatalogue(t, x.master, up)
 	expectCatalogue(t, x.n, down)
 	eventually(t, "every store empty", func() bool {
-		return x.n.store.Len("") == 0 && x.s1.store.Len("") == 0 && x.master.store.Len("") == 0
+		return x.n.Store.Len("") == 0 && x.s1.Store.Len("") == 0 && x.master.Store.Len("") == 0
 	})
 	if got := metric(x.master, "relayed_applied"); got != uint64(len(up)) {
 		t.Errorf("master applied %d relayed entries, want %d", got, len(up))
@@ -123,7 +124,7 @@ func TestThroughOneStation(t *testing.T) {
 	}
 	// The station's receipts tell the master every entry was delivered.
 	eventually(t, "the master's ledger empty", func() bool {
-		return x.master.relay.Counts()["relay_delivered"] == uint64(len(down)) && x.s1.store.Len("") == 0
+		return x.master.relay.Counts()["relay_delivered"] == uint64(len(down)) && x.s1.Store.Len("") == 0
 	})
 	expectHanded(t, x, "", time.Time{}, 0)
 }
@@ -155,12 +156,12 @@ func TestMissedWindowReroutes(t *testing.T) {
 	x := newTwoStations(t)
 	down := bodies("ground", 5)
 	x.put(t, x.master, down)
-	eventually(t, "svalbard takes custody", func() bool { return x.s1.store.Len(string(x.n.id())) == len(down) })
+	eventually(t, "svalbard takes custody", func() bool { return x.s1.Store.Len(string(x.n.id())) == len(down) })
 	// The pass over svalbard is lost (the radio never locks).
-	x.n.host.Gater.Block(x.s1.id(), "no lock")
+	x.n.Host.Gater.Block(x.s1.id(), "no lock")
 	x.f.clock.Set(x.svalbard.End.Add(time.Minute))
 	eventually(t, "kiruna holds what svalbard gave back", func() bool {
-		return x.s2.store.Len(string(x.n.id())) == len(down) && x.s1.store.Len("") == 0 && x.master.store.Len("") == 0
+		return x.s2.Store.Len(string(x.n.id())) == len(down) && x.s1.Store.Len("") == 0 && x.master.Store.Len("") == 0
 	})
 	if got := x.s1.relay.Counts()["relay_given_back"]; got != uint64(len(down)) {
 		t.Errorf("svalbard gave back %d, want %d", got, len(down))
@@ -173,7 +174,7 @@ func TestMissedWindowReroutes(t *testing.T) {
 	expectCatalogue(t, x.n, down)
 	eventually(t, "receipts", func() bool { return x.master.relay.Counts()["relay_delivered"] == uint64(len(down)) })
 	expectHanded(t, x, "", time.Time{}, 0)
-	eventually(t, "kiruna empty", func() bool { return x.s2.store.Len("") == 0 })
+	eventually(t, "kiruna empty", func() bool { return x.s2.Store.Len("") == 0 })
 	if got := metric(x.n, "relayed_applied"); got != uint64(len(down)) {
 		t.Errorf("nano applied %d, want %d", got, len(down))
 	}
@@ -192,7 +193,7 @@ func TestAuthoritySurvivesRelay(t *testing.T) {
 	sign := func(m *member, from peer.ID, payload []byte) []byte {
 		env := &Envelope{Origin: []byte(from), Dest: []byte(x.n.id()), ID: 77, Protocol: node.ProtoResource,
 			Op: uint8(dtn.OpCreate), Resource: "r1", Level: uint8(dtn.Critical), Payload: payload}
-		atts, err := origin.SignEntries(m.ks, m.ks.PublicKey(), []origin.Entry{env.signed(from, x.n.id())})
+		atts, err := origin.SignEntries(m.KS, m.KS.PublicKey(), []origin.Entry{env.signed(from, x.n.id())})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -209,7 +210,7 @@ func TestAuthoritySurvivesRelay(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if err := x.n.store.Update(context.Background(), w.Apply); err != nil {
+		if err := x.n.Store.Update(context.Background(), w.Apply); err != nil {
 			t.Fatal(err)
 		}
 		w.Applied()
@@ -273,23 +274,23 @@ func TestAuthoritySurvivesRelay(t *testing.T) {
 // forwards them all once restarted on the same store.
 func TestStationRestartKeepsCustody(t *testing.T) {
 	x := newTwoStations(t)
-	cutLink(x.s1, x.master)
+	testnet.Cut(x.s1.Process, x.master.Process)
 	up := bodies("board", 6)
 	x.put(t, x.n, up)
 	x.f.clock.Set(x.svalbard.Start.Add(2 * time.Second))
 	eventually(t, "svalbard holds the nano's entries", func() bool {
-		return x.s1.store.Len(string(x.master.id())) == len(up) && x.n.store.Len("") == 0
+		return x.s1.Store.Len(string(x.master.id())) == len(up) && x.n.Store.Len("") == 0
 	})
 	dir, opts, ropts := x.s1.dir, x.s1.opts, x.s1.ropts
 	x.s1.close()
-	x.master.host.Gater.Unblock(x.s1.id())
+	x.master.Host.Gater.Unblock(x.s1.id())
 	s1 := x.f.member("svalbard", node.RoleStation, dir)
 	x.f.start(s1, opts, ropts)
 	// Its failed attempts to reach the master backed off on the simulated
 	// clock: time passes while it restarts.
 	x.f.clock.Add(5 * time.Second)
 	expectCatalogue(t, x.master, up)
-	eventually(t, "svalbard empty", func() bool { return s1.store.Len("") == 0 })
+	eventually(t, "svalbard empty", func() bool { return s1.Store.Len("") == 0 })
 	if a, d := metric(x.master, "relayed_applied"), metric(x.master, "deliveries_duplicate"); a != uint64(len(up)) || d != 0 {
 		t.Fatalf("master applied %d (duplicates %d), want %d and 0", a, d, len(up))
 	}
@@ -306,7 +307,7 @@ func TestSameEntryThroughTwoStations(t *testing.T) {
 	}
 	env := &Envelope{Origin: []byte(x.n.id()), Dest: []byte(x.master.id()), ID: 5, Protocol: node.ProtoResource,
 		Op: uint8(dtn.OpCreate), Resource: "twice", Level: uint8(dtn.Critical), Payload: mut}
-	atts, err := origin.SignEntries(x.n.ks, x.n.ks.PublicKey(), []origin.Entry{env.signed(x.n.id(), x.master.id())})
+	atts, err := origin.SignEntries(x.n.KS, x.n.KS.PublicKey(), []origin.Entry{env.signed(x.n.id(), x.master.id())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,23 +317,15 @@ func TestSameEntryThroughTwoStations(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range []*member{x.s1, x.s2} {
-		if _, _, err := s.store.Enqueue(context.Background(), dtn.Entry{Dest: string(x.master.id()), Protocol: Protocol, Payload: body, Level: dtn.Critical}); err != nil {
+		if _, _, err := s.Store.Enqueue(context.Background(), dtn.Entry{Dest: string(x.master.id()), Protocol: Protocol, Payload: body, Level: dtn.Critical}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "both stations forwarded", func() bool { return x.s1.store.Len("") == 0 && x.s2.store.Len("") == 0 })
+	eventually(t, "both stations forwarded", func() bool { return x.s1.Store.Len("") == 0 && x.s2.Store.Len("") == 0 })
 	if got := catalogue(t, x.master)["twice"]; got != "once" {
 		t.Fatalf("master holds %q", got)
 	}
 	if a, d := metric(x.master, "relayed_applied"), metric(x.master, "deliveries_duplicate"); a != 1 || d != 1 {
 		t.Fatalf("applied %d, duplicates %d; want 1 and 1", a, d)
 	}
-}
-
-// cutLink blocks a and b from each other and closes their connections.
-func cutLink(a, b *member) {
-	a.host.Gater.Block(b.id(), "link down")
-	b.host.Gater.Block(a.id(), "link down")
-	a.host.Network().ClosePeer(b.id())
-	b.host.Network().ClosePeer(a.id())
 }
