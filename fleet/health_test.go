@@ -35,9 +35,9 @@ func TestReportsOncePerPassNeverPileUp(t *testing.T) {
 	// Windows of 10 min every 6 h, from 00:10.
 	pl := windows(t, t0.Add(10*time.Minute), 8, 6*time.Hour, 10*time.Minute)
 	orbital := node.Contact{Profile: node.ProfileFor(node.ProfileOrbital), Plan: pl}
-	k.startMaster(master, []peer.AddrInfo{nano.info()}, map[peer.ID]node.Contact{nano.host.ID(): orbital})
+	k.startMaster(master, []peer.AddrInfo{nano.info()}, map[peer.ID]node.Contact{nano.Host.ID(): orbital})
 	k.startNano(nano, master.info(), orbital)
-	nid := nano.host.ID()
+	nid := nano.Host.ID()
 
 	// Before the first window: nothing.
 	time.Sleep(200 * time.Millisecond)
@@ -89,7 +89,7 @@ func TestUndeliverableReportsAreReplaced(t *testing.T) {
 	nano := k.peer("nano-1", node.RoleNano, "")
 	k.startMaster(master, []peer.AddrInfo{nano.info()}, nil)
 	k.startNano(nano, master.info(), node.Contact{})
-	nid := nano.host.ID()
+	nid := nano.Host.ID()
 	eventually(t, "the first report", func() bool { return latestSeq(t, master, nid) == 1 })
 	cut(nano, master)
 	for i := 0; i < 6; i++ {
@@ -97,7 +97,7 @@ func TestUndeliverableReportsAreReplaced(t *testing.T) {
 		before := i + 2
 		eventually(t, "a report made in the gap", func() bool {
 			var seq uint64
-			nano.store.View(func(tx *dtn.Tx) error {
+			nano.Store.View(func(tx *dtn.Tx) error {
 				v, _ := tx.Get(bucketNano, key(tx, "seq"))
 				if len(v) == 8 {
 					seq = uint64(v[7]) | uint64(v[6])<<8
@@ -123,7 +123,7 @@ func TestUndeliverableReportsAreReplaced(t *testing.T) {
 func TestOlderReportIgnored(t *testing.T) {
 	k := newKit(t, t0)
 	master := k.peer("ground", node.RoleMaster, "")
-	nanoID := k.peer("nano-1", node.RoleNano, "").host.ID()
+	nanoID := k.peer("nano-1", node.RoleNano, "").Host.ID()
 	k.startMaster(master, []peer.AddrInfo{{ID: nanoID}}, nil)
 	deliver := func(seq uint64, name string) {
 		t.Helper()
@@ -132,7 +132,7 @@ func TestOlderReportIgnored(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := master.store.Update(context.Background(), apply.Apply); err != nil {
+		if err := master.Store.Update(context.Background(), apply.Apply); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -158,7 +158,7 @@ func TestClockOffsetMeasuredOnTheConnection(t *testing.T) {
 	master := k.peer("ground", node.RoleMaster, "")
 	nano := k.peer("nano-1", node.RoleNano, "")
 	nano.skew = 90 * time.Second
-	nid := nano.host.ID()
+	nid := nano.Host.ID()
 	k.startMaster(master, []peer.AddrInfo{nano.info()}, nil)
 	k.startNano(nano, master.info(), node.Contact{})
 	eventually(t, "a report", func() bool { return latestSeq(t, master, nid) >= 1 })

@@ -19,7 +19,7 @@ func TestPerNanoMetrics(t *testing.T) {
 	k := newKit(t, t0)
 	master := k.peer("ground", node.RoleMaster, "")
 	nano := k.peer("nano-1", node.RoleNano, "")
-	nid := nano.host.ID()
+	nid := nano.Host.ID()
 	k.startMaster(master, []peer.AddrInfo{nano.info()}, nil)
 	k.startNano(nano, master.info(), node.Contact{})
 	eventually(t, "a report", func() bool { return master.mstr.cached(nid) != nil })

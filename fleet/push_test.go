@@ -52,14 +52,14 @@ func TestPushInGapAppliesAtNextPass(t *testing.T) {
 	nano := k.peer("nano-1", node.RoleNano, "")
 	p0 := windows(t, tp.Add(10*time.Minute), 12, 2*time.Hour, 10*time.Minute)
 	orbital := node.Contact{Profile: node.ProfileFor(node.ProfileOrbital), Plan: p0}
-	nid := nano.host.ID()
+	nid := nano.Host.ID()
 	k.startMaster(master, []peer.AddrInfo{nano.info()}, map[peer.ID]node.Contact{nid: orbital})
 	k.startNano(nano, master.info(), orbital)
 
 	k.clock.Set(tp.Add(12 * time.Minute))
 	eventually(t, "the first pass's report", func() bool { return latestSeq(t, master, nid) >= 1 })
 	k.clock.Set(tp.Add(time.Hour)) // the gap
-	eventually(t, "the nano to drop the link at LOS", func() bool { return !nano.node.Connected(master.host.ID()) })
+	eventually(t, "the nano to drop the link at LOS", func() bool { return !nano.node.Connected(master.Host.ID()) })
 
 	v, err := master.mstr.Push(context.Background(), nid, KindElements, ommAt("2025-09-04T02:26:37.946976"), 0)
 	if err != nil || v != 1 {
@@ -79,7 +79,7 @@ func TestPushInGapAppliesAtNextPass(t *testing.T) {
 	if np == nil || sameWindows(np, p0) {
 		t.Fatal("the nano's plan did not change with its elements")
 	}
-	if _, err := os.Stat(filepath.Join(nano.dir, "fleet", "elements")); err != nil {
+	if _, err := os.Stat(filepath.Join(nano.Dir, "fleet", "elements")); err != nil {
 		t.Fatalf("pushed elements not written on board: %v", err)
 	}
 	// The new plan's next window: the nano reports there, the master follows.
@@ -112,7 +112,7 @@ func TestPushInGapAppliesAtNextPass(t *testing.T) {
 // master with another build, or a corrupted file, could send.
 func queueRaw(t *testing.T, m *peerKit, p peer.ID, push Push) {
 	t.Helper()
-	err := m.store.Update(context.Background(), func(tx *dtn.Tx) error {
+	err := m.Store.Update(context.Background(), func(tx *dtn.Tx) error {
 		body, _ := m.mstr.o.Codec.Marshal(&push)
 		if _, _, err := tx.Enqueue(dtn.Entry{Dest: string(p), Protocol: ProtoPush, ResourceID: "push/" + push.Kind.String(),
 			Op: dtn.OpUpdate, Level: dtn.Critical, Payload: body}); err != nil {
@@ -139,7 +139,7 @@ func TestPushesRefused(t *testing.T) {
 	master := k.peer("ground", node.RoleMaster, "")
 	rogue := k.peer("rogue", node.RoleMaster, "")
 	nano := k.peer("nano-1", node.RoleNano, "")
-	nid := nano.host.ID()
+	nid := nano.Host.ID()
 	k.startMaster(master, []peer.AddrInfo{nano.info()}, nil)
 	k.startMaster(rogue, []peer.AddrInfo{nano.info()}, nil)
 	k.startNano(nano, master.info(), node.Contact{})
@@ -215,8 +215,8 @@ func TestPushesRefused(t *testing.T) {
 	if _, err := rogue.mstr.Push(ctx, nid, KindSettings, []byte("health_interval = \"11m\"\n"), 5); err != nil {
 		t.Fatal(err)
 	}
-	rogue.store.Nudge(ctx, string(nid))
-	eventually(t, "the nano to refuse the stranger", func() bool { return nano.host.Gater.RefusedStranger.Load() > 0 })
+	rogue.Store.Nudge(ctx, string(nid))
+	eventually(t, "the nano to refuse the stranger", func() bool { return nano.Host.Gater.RefusedStranger.Load() > 0 })
 	if err := nano.nano.Report(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestKilledMidApply(t *testing.T) {
 	k.startNano(nano, master.info(), node.Contact{Profile: node.ProfileFor(node.ProfileOrbital), Plan: windows(t, tp.Add(time.Hour), 3, time.Hour, 5*time.Minute)})
 	push := func(v uint64, epoch string) node.Delivery {
 		body, _ := k.codec.Marshal(&Push{Kind: KindElements, Version: v, Content: ommAt(epoch)})
-		return node.Delivery{From: master.host.ID(), Body: body, Received: k.clock.Now()}
+		return node.Delivery{From: master.Host.ID(), Body: body, Received: k.clock.Now()}
 	}
 	// Version 1 applied in full.
 	d1 := push(1, "2025-09-04T02:26:37")
@@ -252,7 +252,7 @@ func TestKilledMidApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := nano.store.Update(context.Background(), apply.Apply); err != nil {
+	if err := nano.Store.Update(context.Background(), apply.Apply); err != nil {
 		t.Fatal(err)
 	}
 	nano.nano.pushApplied(d1)
@@ -262,7 +262,7 @@ func TestKilledMidApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := nano.store.Update(context.Background(), apply.Apply); err != nil {
+	if err := nano.Store.Update(context.Background(), apply.Apply); err != nil {
 		t.Fatal(err)
 	}
 	// Version 3 killed inside its transaction (the commit never happens).
@@ -271,7 +271,7 @@ func TestKilledMidApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := fmt.Errorf("killed")
-	nano.store.Update(context.Background(), func(tx *dtn.Tx) error {
+	nano.Store.Update(context.Background(), func(tx *dtn.Tx) error {
 		if err := apply.Apply(tx); err != nil {
 			return err
 		}
