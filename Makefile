@@ -97,8 +97,8 @@ test-hsm-arm64: ## pkcs11 build's tests for arm64 under qemu, against an arm64 S
 sat-test: ## every flight-bench scenario: QEMU nanos behind the emulated radio link (root)
 	GARDEND_SAT=1 $(GO) test -count=1 -timeout 30m -v -run . ./test/sat/
 
-sat-ci: ## the flight-bench scenarios CI runs: gap work and a crash mid-drain, arm64 nano (root)
-	GARDEND_SAT=1 $(GO) test -count=1 -timeout 15m -v -run 'TestGapWorkArrivesArm64|TestNanoKilledMidDrain' ./test/sat/
+sat-ci: ## the flight-bench scenarios CI runs: gap work, a crash mid-drain, two stations; arm64 nano (root)
+	GARDEND_SAT=1 $(GO) test -count=1 -timeout 15m -v -run 'TestGapWorkArrivesArm64|TestNanoKilledMidDrain|TestTwoStationsArm64' ./test/sat/
 
 sat-bench: ## flight-bench figures as BENCH lines (root)
 	@set -o pipefail; GARDEND_SAT=1 $(GO) test -count=1 -timeout 15m -run '^$$' -bench FlightBench -benchtime 1x ./test/sat/ | awk -f scripts/benchfmt.awk
