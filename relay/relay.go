@@ -320,9 +320,18 @@ func (r *Relay) routeNano(ctx context.Context) error {
 }
 
 // routeMaster hands every nano's waiting entries to the station of its
-// earliest window, unless that is the master's own antenna.
+// earliest window, unless that is the master's own antenna. Entries still
+// queued for a station the master could not reach before their window
+// ended come back first, to be routed anew.
 func (r *Relay) routeMaster(ctx context.Context) error {
 	now := r.o.Now()
+	for _, d := range r.o.Store.Destinations() {
+		if s := peer.ID(d); r.isStation(s) && s != r.self {
+			if err := r.reclaim(ctx, s, now); err != nil {
+				return err
+			}
+		}
+	}
 	for _, d := range r.o.Store.Destinations() {
 		nano := peer.ID(d)
 		c := r.contactsOf(nano)
@@ -342,6 +351,48 @@ func (r *Relay) routeMaster(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// reclaim moves back to each nano's queue, on a master, the envelopes
+// still queued for station whose window ended before now: the station was
+// out of reach and will not carry them in time.
+func (r *Relay) reclaim(ctx context.Context, station peer.ID, now time.Time) error {
+	var after uint64
+	for {
+		es, err := r.o.Store.PeekAfter(string(station), after, r.o.Chunk)
+		if err != nil || len(es) == 0 {
+			return err
+		}
+		after = es[len(es)-1].Ref.Pos
+		byNano := map[peer.ID]struct {
+			envs []*Envelope
+			refs []dtn.Ref
+		}{}
+		for _, e := range es {
+			if e.Protocol != Protocol {
+				continue
+			}
+			env, _, to, err := Decode(r.o.Codec, e.Payload)
+			if err != nil || env.DeliverBy == 0 || env.DeliverBy > now.UnixMilli() {
+				continue
+			}
+			env.DeliverBy = 0
+			g := byNano[to]
+			g.envs, g.refs = append(g.envs, env), append(g.refs, e.Ref)
+			byNano[to] = g
+		}
+		for nano, g := range byNano {
+			if err := r.move(ctx, station, nano, g.envs, g.refs, 0); err != nil {
+				return err
+			}
+			r.mu.Lock()
+			r.counts["reclaimed"] += uint64(len(g.envs))
+			r.mu.Unlock()
+		}
+		if len(es) < r.o.Chunk {
+			return nil
+		}
+	}
 }
 
 // giveBack returns to the master, on a station, the entries for a nano
@@ -499,6 +550,10 @@ func (r *Relay) move(ctx context.Context, from, hop peer.ID, envs []*Envelope, r
 					return err
 				}
 				if err := tx.Put(bucketLedger, ledgerKey(tx, from, env.ID), v); err != nil {
+					return err
+				}
+			case master && r.isStation(from): // reclaimed: at the master again
+				if err := tx.Delete(bucketLedger, ledgerKey(tx, hop, env.ID)); err != nil {
 					return err
 				}
 			case station && r.o.Node.IsNano(from):

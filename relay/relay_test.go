@@ -329,3 +329,29 @@ func TestSameEntryThroughTwoStations(t *testing.T) {
 		t.Fatalf("applied %d, duplicates %d; want 1 and 1", a, d)
 	}
 }
+
+// TestUnreachableStationReclaimed: the master hands the nano's entries to
+// svalbard, whose window comes first, but cannot reach it; when that window
+// has passed it takes them back and they cross kiruna.
+func TestUnreachableStationReclaimed(t *testing.T) {
+	x := newTwoStations(t)
+	testnet.Cut(x.s1.Process, x.master.Process)
+	down := bodies("ground", 4)
+	x.put(t, x.master, down)
+	eventually(t, "the entries queued for svalbard", func() bool {
+		return x.master.Store.Len(string(x.s1.id())) == len(down)
+	})
+	x.f.clock.Set(x.svalbard.End.Add(time.Second))
+	eventually(t, "kiruna holds them", func() bool {
+		return x.s2.Store.Len(string(x.n.id())) == len(down) && x.master.Store.Len("") == 0
+	})
+	if got := x.master.relay.Counts()["relay_reclaimed"]; got != uint64(len(down)) {
+		t.Errorf("reclaimed %d, want %d", got, len(down))
+	}
+	expectHanded(t, x, "kiruna", x.kiruna.End, len(down))
+	x.f.clock.Set(x.kiruna.Start.Add(2 * time.Second))
+	expectCatalogue(t, x.n, down)
+	if a, d := metric(x.n, "deliveries_applied"), metric(x.n, "deliveries_duplicate"); a != uint64(len(down)) || d != 0 {
+		t.Fatalf("nano applied %d (duplicates %d), want %d", a, d, len(down))
+	}
+}
