@@ -116,4 +116,20 @@ location = "48.85,2.35,35"
 	if code, out, _ := runCLI(t, "status", "--socket", sock("alpha")); code != exitOK || !strings.Contains(out, "station") {
 		t.Fatalf("station status: %d %s", code, out)
 	}
+	// Settings pushed by the master cross the station too, and the nano's
+	// next health report, relayed up, confirms them.
+	settings := filepath.Join(dir, "settings.toml")
+	os.WriteFile(settings, []byte("health_interval = \"10s\"\n"), 0o600)
+	if code, out, e := runCLI(t, "fleet", "push", "--socket", mcc.sock, "--nano", "sat", "--settings", settings); code != exitOK {
+		t.Fatalf("fleet push: %d %q %q", code, out, e)
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		sr := fleetShow(t, mcc.sock, "sat")
+		if len(sr.Pushes) == 1 && sr.Pushes[0].Status == "applied" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the push did not cross the station: %+v", sr.Pushes)
+		}
+	}
 }
