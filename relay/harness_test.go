@@ -27,7 +27,7 @@ type member struct {
 	ropts Options
 }
 
-func (m *member) id() peer.ID          { return m.ID() }
+func (m *member) id() peer.ID         { return m.ID() }
 func (m *member) info() peer.AddrInfo { return m.Info() }
 
 // fleet is a master, stations and nanos on loopback, one clock.
@@ -108,7 +108,10 @@ func contacts(t testing.TB, ws ...plan.Window) *plan.Contacts {
 	return c
 }
 
-func eventually(t testing.TB, what string, cond func() bool) { t.Helper(); testnet.Eventually(t, what, cond) }
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	testnet.Eventually(t, what, cond)
+}
 
 // catalogue is what a node holds: resource ID → body.
 func catalogue(t testing.TB, m *member) map[string]string {
