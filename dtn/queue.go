@@ -71,6 +71,20 @@ func (p Policy) LevelFor(protocol string, toNano bool) (level Level, ok bool) {
 	return l, true
 }
 
+// With returns a copy of p in which protocols have the given levels (p's
+// own map is left alone: policies are shared values).
+func (p Policy) With(levels map[string]Level) Policy {
+	merged := make(map[string]Level, len(p.Levels)+len(levels))
+	for k, v := range p.Levels {
+		merged[k] = v
+	}
+	for k, v := range levels {
+		merged[k] = v
+	}
+	p.Levels = merged
+	return p
+}
+
 // Family returns the dedup family of a protocol (itself when not grouped).
 func (p Policy) Family(protocol string) string {
 	if f, ok := p.Families[protocol]; ok {

@@ -25,14 +25,7 @@ func Register(r *codec.Registry) error {
 // Policy adds the fleet's protocols to a store policy: a health report is
 // moderate (the next one replaces it anyway), a push critical.
 func Policy(p dtn.Policy) dtn.Policy {
-	levels := map[string]dtn.Level{}
-	for k, v := range p.Levels {
-		levels[k] = v
-	}
-	levels[ProtoHealth] = dtn.Moderate
-	levels[ProtoPush] = dtn.Critical
-	p.Levels = levels
-	return p
+	return p.With(map[string]dtn.Level{ProtoHealth: dtn.Moderate, ProtoPush: dtn.Critical})
 }
 
 // healthResource is the resource ID of a nano's queued report: one per

@@ -31,14 +31,7 @@ func Register(r *codec.Registry) error {
 // with their inner entry's level; this is the level of one queued without
 // (never done here).
 func Policy(p dtn.Policy) dtn.Policy {
-	levels := map[string]dtn.Level{}
-	for k, v := range p.Levels {
-		levels[k] = v
-	}
-	levels[Protocol] = dtn.Critical
-	levels[ReceiptProtocol] = dtn.Critical
-	p.Levels = levels
-	return p
+	return p.With(map[string]dtn.Level{Protocol: dtn.Critical, ReceiptProtocol: dtn.Critical})
 }
 
 // Envelope is one entry crossing stations: the entry as its origin queued
