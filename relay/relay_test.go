@@ -351,6 +351,8 @@ func TestUnreachableStationReclaimed(t *testing.T) {
 	expectHanded(t, x, "kiruna", x.kiruna.End, len(down))
 	x.f.clock.Set(x.kiruna.Start.Add(2 * time.Second))
 	expectCatalogue(t, x.n, down)
+	// Acknowledged (so counted: the nano counts before it acknowledges).
+	eventually(t, "kiruna empty", func() bool { return x.s2.Store.Len("") == 0 })
 	if a, d := metric(x.n, "deliveries_applied"), metric(x.n, "deliveries_duplicate"); a != uint64(len(down)) || d != 0 {
 		t.Fatalf("nano applied %d (duplicates %d), want %d", a, d, len(down))
 	}

@@ -102,7 +102,9 @@ location = "48.85,2.35,35"
 		if err := json.Unmarshal([]byte(out), &st); err != nil {
 			t.Fatalf("status --json: %v: %s", err, out)
 		}
-		if st.Relay != nil && len(st.Relay.Handed) == 0 && st.Metrics["relay_delivered"] == 2 {
+		// The counters follow the commit that made the catalogue: wait for
+		// them too.
+		if st.Relay != nil && len(st.Relay.Handed) == 0 && st.Metrics["relay_delivered"] == 2 && st.Metrics["deliveries_applied"] >= 3 {
 			break
 		}
 		if time.Now().After(deadline) {
