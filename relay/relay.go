@@ -277,7 +277,8 @@ func (r *Relay) Route(ctx context.Context) {
 }
 
 // inView is the station a nano should hand its entries to now: of the
-// windows open, the one that lasts longest.
+// windows open (from a guard time before AOS, so the entries wait in that
+// station's queue when the link comes up), the one that lasts longest.
 func (r *Relay) inView(now time.Time) (peer.ID, bool) {
 	c := r.contactsOf(r.self)
 	if c == nil {
@@ -285,7 +286,7 @@ func (r *Relay) inView(now time.Time) (peer.ID, bool) {
 	}
 	var best plan.Window
 	found := false
-	for _, w := range c.Open(now, 0) {
+	for _, w := range c.Open(now, r.o.Guard) {
 		if _, ok := r.o.Stations[w.Station]; ok && (!found || w.End.After(best.End)) {
 			best, found = w, true
 		}
