@@ -55,8 +55,11 @@ func newFleet(t testing.TB, start time.Time) *fleet {
 }
 
 // member makes a process with its key, host and store in dir ("": new).
+// Its store backs off failed deliveries on real time: a delivery that
+// fails on real I/O (a dial slow under load) is retried after real
+// milliseconds, not after simulated time the test may never play.
 func (f *fleet) member(name string, roles node.Roles, dir string) *member {
-	p := testnet.New(f.t, name, roles, dir, testnet.Options{PSK: f.psk, Policy: Policy(node.DTNPolicy()), Now: f.clock.Now})
+	p := testnet.New(f.t, name, roles, dir, testnet.Options{PSK: f.psk, Policy: Policy(node.DTNPolicy()), Now: time.Now})
 	return &member{Process: p, name: name, dir: p.Dir}
 }
 
