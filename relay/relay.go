@@ -580,10 +580,13 @@ type Held struct {
 	Peer     string `json:"peer"`
 	Station  string `json:"station,omitempty"` // its name, when the peer is a station
 	Entries  int    `json:"entries"`
-	Relayed  int    `json:"relayed"`              // envelopes among them
-	Uplink   int    `json:"uplink,omitempty"`     // envelopes toward the master
-	Downlink int    `json:"downlink,omitempty"`   // envelopes toward a nano
-	Earliest string `json:"deliver_by,omitempty"` // downlink: the earliest window end they were handed over for
+	Relayed  int    `json:"relayed"`            // envelopes among them
+	Uplink   int    `json:"uplink,omitempty"`   // envelopes toward the master
+	Downlink int    `json:"downlink,omitempty"` // envelopes toward a nano
+	// UplinkFrom counts the envelopes toward the master by the nano that
+	// made them.
+	UplinkFrom map[string]int `json:"uplink_from,omitempty"`
+	Earliest   string         `json:"deliver_by,omitempty"` // downlink: the earliest window end they were handed over for
 }
 
 // Report is what a relay holds: per destination queue, and on a master
@@ -633,12 +636,16 @@ func (r *Relay) heldList() ([]Held, error) {
 					continue
 				}
 				h.Relayed++
-				env, _, to, err := Decode(r.o.Codec, e.Payload)
+				env, from, to, err := Decode(r.o.Codec, e.Payload)
 				if err != nil {
 					continue
 				}
 				if to == master {
 					h.Uplink++
+					if h.UplinkFrom == nil {
+						h.UplinkFrom = map[string]int{}
+					}
+					h.UplinkFrom[from.String()]++
 				} else {
 					h.Downlink++
 					if env.DeliverBy > 0 && (earliest == 0 || env.DeliverBy < earliest) {

@@ -281,6 +281,14 @@ func TestStationRestartKeepsCustody(t *testing.T) {
 	eventually(t, "svalbard holds the nano's entries", func() bool {
 		return x.s1.Store.Len(string(x.master.id())) == len(up) && x.n.Store.Len("") == 0
 	})
+	// Its status: what it holds for the master, and from which nano.
+	rep, err := x.s1.relay.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Held) != 1 || rep.Held[0].Uplink != len(up) || rep.Held[0].UplinkFrom[x.n.id().String()] != len(up) {
+		t.Fatalf("svalbard's status: %+v", rep.Held)
+	}
 	dir, opts, ropts := x.s1.dir, x.s1.opts, x.s1.ropts
 	x.s1.close()
 	x.master.Host.Gater.Unblock(x.s1.id())

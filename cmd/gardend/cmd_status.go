@@ -108,6 +108,14 @@ func runStatus(_ context.Context, e *env, args []string) int {
 			fmt.Fprintf(e.stdout, ", handed over for a window ending %s", h.Earliest)
 		}
 		fmt.Fprintln(e.stdout, ")")
+		from := make([]string, 0, len(h.UplinkFrom))
+		for p := range h.UplinkFrom {
+			from = append(from, p)
+		}
+		sort.Strings(from)
+		for _, p := range from {
+			fmt.Fprintf(e.stdout, "  ↑ from %s: %d\n", p, h.UplinkFrom[p])
+		}
 	}
 	return exitOK
 }
