@@ -523,16 +523,13 @@ func (s *Store) AckAllWith(ctx context.Context, dest string, refs []Ref, with fu
 	ack := func(tx *Tx, refs []Ref) error {
 		acked := refs[:0:0]
 		for _, ref := range refs {
-			taken, err := tx.Take(dest, ref)
+			ok, err := tx.ack(dest, ref)
 			if err != nil {
 				return err
 			}
-			if !taken {
-				s.Metrics.StaleAcks.Add(1)
-				continue
+			if ok {
+				acked = append(acked, ref)
 			}
-			s.Metrics.Acked.Add(1)
-			acked = append(acked, ref)
 		}
 		if with == nil || len(acked) == 0 {
 			return nil
@@ -567,20 +564,22 @@ func (s *Store) dedupKey(dest, protocol, resource string) []byte {
 
 // Ack is Store.Ack inside a transaction.
 func (tx *Tx) Ack(dest string, ref Ref) error {
-	s := tx.s
-	e, dh, qk, current, err := tx.lookup(dest, ref)
-	if err != nil {
-		return err
+	_, err := tx.ack(dest, ref)
+	return err
+}
+
+// ack is Ack that says whether ref was still queued, counted either way.
+func (tx *Tx) ack(dest string, ref Ref) (acked bool, err error) {
+	taken, err := tx.Take(dest, ref)
+	switch {
+	case err != nil:
+		return false, err
+	case taken:
+		tx.s.Metrics.Acked.Add(1)
+	default:
+		tx.s.Metrics.StaleAcks.Add(1)
 	}
-	if !current {
-		s.Metrics.StaleAcks.Add(1)
-		return nil
-	}
-	if err := tx.remove(dh, qk, &e); err != nil {
-		return err
-	}
-	s.Metrics.Acked.Add(1)
-	return tx.resetBackoff(dest, dh)
+	return taken, nil
 }
 
 // Take removes a queued entry as Ack does, and reports whether it was
