@@ -50,8 +50,7 @@ func (n *Node) PrepareRelayed(origin peer.ID, e dtn.Entry) (Work, error) {
 		return Work{}, &Refusal{Reason: "relayed entry of protocol " + e.Protocol}
 	}
 	if rc.refusal != nil {
-		n.Metrics.Inc("deliveries_refused")
-		return Work{}, rc.refusal
+		return Work{}, rc.refusal // counted where it is acknowledged as refused
 	}
 	var dup bool
 	return Work{
