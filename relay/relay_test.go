@@ -190,8 +190,9 @@ func TestAuthoritySurvivesRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A genuine envelope from the master to the nano.
+	protocol := node.ProtoResource
 	sign := func(m *member, from peer.ID, payload []byte) []byte {
-		env := &Envelope{Origin: []byte(from), Dest: []byte(x.n.id()), ID: 77, Protocol: node.ProtoResource,
+		env := &Envelope{Origin: []byte(from), Dest: []byte(x.n.id()), ID: 77, Protocol: protocol,
 			Op: uint8(dtn.OpCreate), Resource: "r1", Level: uint8(dtn.Critical), Payload: payload}
 		atts, err := origin.SignEntries(m.KS, m.KS.PublicKey(), []origin.Entry{env.signed(from, x.n.id())})
 		if err != nil {
@@ -239,6 +240,14 @@ func TestAuthoritySurvivesRelay(t *testing.T) {
 	if err := apply(unsigned, x.s1.id()); !errors.As(err, &refusal) {
 		t.Fatalf("an unsigned entry was not refused: %v", err)
 	}
+	// Genuine, but of a protocol the nano does not serve: its receiver
+	// refuses it.
+	protocol = "/gardend/unknown/1"
+	unknown := sign(x.master, x.master.id(), mut)
+	protocol = node.ProtoResource
+	if err := apply(unknown, x.s1.id()); !errors.As(err, &refusal) {
+		t.Fatalf("an entry of an unknown protocol was not refused: %v", err)
+	}
 	// Malformed.
 	if err := apply([]byte{0xff, 0x00}, x.s1.id()); !errors.As(err, &refusal) {
 		t.Fatalf("a malformed envelope was not refused: %v", err)
@@ -247,7 +256,8 @@ func TestAuthoritySurvivesRelay(t *testing.T) {
 		t.Fatalf("refused entries changed the catalogue: %v", got)
 	}
 	counts := x.n.relay.Counts()
-	if counts["relay_refused_signature_bad_signature"] != 2 || counts["relay_refused_signature_malformed"] != 1 || counts["relay_refused_malformed"] != 1 {
+	if counts["relay_refused_signature_bad_signature"] != 2 || counts["relay_refused_signature_malformed"] != 1 ||
+		counts["relay_refused_malformed"] != 1 || counts["relay_refused_by_receiver"] != 1 {
 		t.Fatalf("refusals not counted by reason: %v", counts)
 	}
 	// A stranger may not hand envelopes over at all.
