@@ -145,9 +145,7 @@ func (r *Relay) prepareReceipt(d node.Delivery) (node.Work, error) {
 			return nil
 		},
 		Applied: func() {
-			r.mu.Lock()
-			r.counts["delivered"] += uint64(len(rc.IDs))
-			r.mu.Unlock()
+			r.add("delivered", uint64(len(rc.IDs)))
 		},
 	}, nil
 }

@@ -91,9 +91,11 @@ func New(o Options) *Relay {
 	return r
 }
 
-func (r *Relay) count(name string) {
+func (r *Relay) count(name string) { r.add(name, 1) }
+
+func (r *Relay) add(name string, n uint64) {
 	r.mu.Lock()
-	r.counts[name]++
+	r.counts[name] += n
 	r.mu.Unlock()
 }
 
@@ -312,7 +314,7 @@ func (r *Relay) routeNano(ctx context.Context) error {
 	for _, d := range r.o.Store.Destinations() {
 		p := peer.ID(d)
 		if p != hop && (r.isStation(p) || p == master) {
-			if err := r.retarget(ctx, p, hop, 0); err != nil {
+			if err := r.retarget(ctx, p, hop); err != nil {
 				return err
 			}
 		}
@@ -358,55 +360,44 @@ func (r *Relay) routeMaster(ctx context.Context) error {
 // still queued for station whose window ended before now: the station was
 // out of reach and will not carry them in time.
 func (r *Relay) reclaim(ctx context.Context, station peer.ID, now time.Time) error {
-	var after uint64
-	for {
-		es, err := r.o.Store.PeekAfter(string(station), after, r.o.Chunk)
-		if err != nil || len(es) == 0 {
-			return err
-		}
-		after = es[len(es)-1].Ref.Pos
-		byNano := map[peer.ID]struct {
-			envs []*Envelope
-			refs []dtn.Ref
-		}{}
-		for _, e := range es {
-			if e.Protocol != Protocol {
-				continue
-			}
-			env, _, to, err := Decode(r.o.Codec, e.Payload)
-			if err != nil || env.DeliverBy == 0 || env.DeliverBy > now.UnixMilli() {
-				continue
-			}
+	return r.queued(station, overdue(now), func(envs []*Envelope, refs []dtn.Ref) error {
+		byNano := map[peer.ID][]int{}
+		for i, env := range envs {
 			env.DeliverBy = 0
-			g := byNano[to]
-			g.envs, g.refs = append(g.envs, env), append(g.refs, e.Ref)
-			byNano[to] = g
+			byNano[peer.ID(env.Dest)] = append(byNano[peer.ID(env.Dest)], i)
 		}
-		for nano, g := range byNano {
-			if err := r.move(ctx, station, nano, g.envs, g.refs, 0); err != nil {
+		for nano, idx := range byNano {
+			es, rs := make([]*Envelope, len(idx)), make([]dtn.Ref, len(idx))
+			for k, i := range idx {
+				es[k], rs[k] = envs[i], refs[i]
+			}
+			if err := r.move(ctx, station, nano, es, rs, 0); err != nil {
 				return err
 			}
-			r.mu.Lock()
-			r.counts["reclaimed"] += uint64(len(g.envs))
-			r.mu.Unlock()
+			r.add("reclaimed", uint64(len(es)))
 		}
-		if len(es) < r.o.Chunk {
-			return nil
-		}
-	}
+		return nil
+	})
 }
 
 // giveBack returns to the master, on a station, the entries for a nano
 // whose window passed without delivering them, so it routes them anew.
 func (r *Relay) giveBack(ctx context.Context) error {
-	now := r.o.Now().UnixMilli()
+	now := r.o.Now()
 	master := r.o.Node.Master()
 	for _, d := range r.o.Store.Destinations() {
 		nano := peer.ID(d)
 		if nano == master || !r.o.Node.IsNano(nano) || r.o.Node.Connected(nano) {
 			continue
 		}
-		if err := r.retarget(ctx, nano, master, -now); err != nil {
+		err := r.queued(nano, overdue(now), func(envs []*Envelope, refs []dtn.Ref) error {
+			if err := r.move(ctx, nano, master, envs, refs, 0); err != nil {
+				return err
+			}
+			r.add("given_back", uint64(len(envs)))
+			return nil
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -453,9 +444,7 @@ func (r *Relay) wrapFor(ctx context.Context, dest, hop peer.ID, deliverBy int64)
 				env.Att = atts[i]
 				envs, refs = append(envs, env), append(refs, e.Ref)
 			}
-			r.mu.Lock()
-			r.counts["signatures"]++
-			r.mu.Unlock()
+			r.count("signatures")
 		}
 		if err := r.move(ctx, dest, hop, envs, refs, deliverBy); err != nil {
 			return err
@@ -466,12 +455,12 @@ func (r *Relay) wrapFor(ctx context.Context, dest, hop peer.ID, deliverBy int64)
 	}
 }
 
-// retarget moves the envelopes queued for from to hop. deliverBy > 0 sets
-// it; deliverBy < 0 moves only those whose DeliverBy passed before -deliverBy.
-func (r *Relay) retarget(ctx context.Context, from, hop peer.ID, deliverBy int64) error {
+// queued walks the envelopes queued for dest a chunk at a time and hands
+// those pick accepts (nil: all) to do.
+func (r *Relay) queued(dest peer.ID, pick func(*Envelope) bool, do func(envs []*Envelope, refs []dtn.Ref) error) error {
 	var after uint64
 	for {
-		es, err := r.o.Store.PeekAfter(string(from), after, r.o.Chunk)
+		es, err := r.o.Store.PeekAfter(string(dest), after, r.o.Chunk)
 		if err != nil || len(es) == 0 {
 			return err
 		}
@@ -487,27 +476,31 @@ func (r *Relay) retarget(ctx context.Context, from, hop peer.ID, deliverBy int64
 				r.count("undecodable_queued")
 				continue
 			}
-			if deliverBy < 0 && (env.DeliverBy == 0 || env.DeliverBy > -deliverBy) {
-				continue
+			if pick == nil || pick(env) {
+				envs, refs = append(envs, env), append(refs, e.Ref)
 			}
-			envs, refs = append(envs, env), append(refs, e.Ref)
 		}
-		if deliverBy < 0 {
-			deliverBy = 0
-			if err := r.move(ctx, from, hop, envs, refs, 0); err != nil {
+		if len(envs) > 0 {
+			if err := do(envs, refs); err != nil {
 				return err
 			}
-			r.mu.Lock()
-			r.counts["given_back"] += uint64(len(envs))
-			r.mu.Unlock()
-			deliverBy = -r.o.Now().UnixMilli()
-		} else if err := r.move(ctx, from, hop, envs, refs, deliverBy); err != nil {
-			return err
 		}
 		if len(es) < r.o.Chunk {
 			return nil
 		}
 	}
+}
+
+// overdue picks envelopes handed over for a window that ended before now.
+func overdue(now time.Time) func(*Envelope) bool {
+	return func(env *Envelope) bool { return env.DeliverBy != 0 && env.DeliverBy <= now.UnixMilli() }
+}
+
+// retarget moves every envelope queued for from to hop, as it is.
+func (r *Relay) retarget(ctx context.Context, from, hop peer.ID) error {
+	return r.queued(from, nil, func(envs []*Envelope, refs []dtn.Ref) error {
+		return r.move(ctx, from, hop, envs, refs, 0)
+	})
 }
 
 // move re-queues envelopes from one queue to another in one transaction:
@@ -569,9 +562,7 @@ func (r *Relay) move(ctx context.Context, from, hop peer.ID, envs []*Envelope, r
 	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	r.counts["moved"] += uint64(moved)
-	r.mu.Unlock()
+	r.add("moved", uint64(moved))
 	return nil
 }
 
