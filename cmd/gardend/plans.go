@@ -69,7 +69,7 @@ func loadPlans(cfg *config.Config, self, master peer.ID, roles node.Roles, now t
 		for name, id := range p.stations {
 			p.peerPlans[id] = p.ownAll.StationPlan(name) // the master's own antenna under its ID
 		}
-	default:
+	case roles.Has(node.RoleMaster) || roles.Has(node.RoleStation):
 		mine := antenna
 		if !roles.Has(node.RoleMaster) {
 			gs, err := cfg.OwnStation()
