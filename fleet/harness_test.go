@@ -41,18 +41,7 @@ type kit struct {
 }
 
 func newKit(t testing.TB, start time.Time) *kit {
-	reg, err := node.NewRegistry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Register(reg); err != nil {
-		t.Fatal(err)
-	}
-	c, err := codec.New(reg, codec.DefaultLimits())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &kit{t: t, psk: testnet.NewPSK(), codec: c, clock: testnet.NewClock(start), log: testnet.Logger("FLEET_TEST_LOG")}
+	return &kit{t: t, psk: testnet.NewPSK(), codec: testnet.Codec(t, Register), clock: testnet.NewClock(start), log: testnet.Logger("FLEET_TEST_LOG")}
 }
 
 func (k *kit) peer(name string, roles node.Roles, dir string) *peerKit {

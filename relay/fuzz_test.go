@@ -9,9 +9,9 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"gardend/codec"
 	"gardend/dtn"
 	"gardend/hsm"
+	"gardend/internal/testnet"
 	"gardend/node"
 	"gardend/origin"
 )
@@ -21,17 +21,7 @@ import (
 // may panic, Decode fails only with ErrMalformed, and nothing but the one
 // genuine envelope verifies.
 func FuzzEnvelope(f *testing.F) {
-	reg, err := node.NewRegistry()
-	if err != nil {
-		f.Fatal(err)
-	}
-	if err := Register(reg); err != nil {
-		f.Fatal(err)
-	}
-	c, err := codec.New(reg, codec.DefaultLimits())
-	if err != nil {
-		f.Fatal(err)
-	}
+	c := testnet.Codec(f, Register)
 	ks, _, err := hsm.Create(context.Background(), hsm.KeyRef{File: filepath.Join(f.TempDir(), "id.key")})
 	if err != nil {
 		f.Fatal(err)
@@ -89,14 +79,7 @@ func FuzzEnvelope(f *testing.F) {
 // FuzzReceipt: a station's receipt decoder never panics and fails only
 // with ErrMalformed.
 func FuzzReceipt(f *testing.F) {
-	reg, err := node.NewRegistry()
-	if err != nil {
-		f.Fatal(err)
-	}
-	c, err := codec.New(reg, codec.DefaultLimits())
-	if err != nil {
-		f.Fatal(err)
-	}
+	c := testnet.Codec(f)
 	ok, _ := c.Marshal(&Receipt{Nano: []byte(peer.ID("\x00\x05hello")), IDs: []uint64{1, 2, 3}})
 	f.Add(ok)
 	f.Add([]byte{0xa2, 0x01, 0x40, 0x02, 0x80})

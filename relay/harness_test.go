@@ -40,18 +40,7 @@ type fleet struct {
 }
 
 func newFleet(t testing.TB, start time.Time) *fleet {
-	reg, err := node.NewRegistry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Register(reg); err != nil {
-		t.Fatal(err)
-	}
-	c, err := codec.New(reg, codec.DefaultLimits())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fleet{t: t, psk: testnet.NewPSK(), codec: c, clock: testnet.NewClock(start), log: testnet.Logger("RELAY_TEST_LOG")}
+	return &fleet{t: t, psk: testnet.NewPSK(), codec: testnet.Codec(t, Register), clock: testnet.NewClock(start), log: testnet.Logger("RELAY_TEST_LOG")}
 }
 
 // member makes a process with its key, host and store in dir ("": new).

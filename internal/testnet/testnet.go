@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/pnet"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"gardend/codec"
 	"gardend/dtn"
 	"gardend/hsm"
 	"gardend/node"
@@ -38,6 +39,25 @@ func NewClock(t time.Time) *Clock { return &Clock{t: t} }
 func (c *Clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *Clock) Set(t time.Time)     { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 func (c *Clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// Codec is the node's codec with the messages of the rooms register adds.
+func Codec(t testing.TB, register ...func(*codec.Registry) error) *codec.Codec {
+	t.Helper()
+	reg, err := node.NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range register {
+		if err := r(reg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := codec.New(reg, codec.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
 
 // NewPSK is a fresh private-network key.
 func NewPSK() pnet.PSK {
