@@ -379,3 +379,17 @@ func waitFor(t testing.TB, what string, within time.Duration, cond func() bool) 
 func metric(st node.Status, name string) uint64 { return st.Metrics[name] }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// expectNothingOwed fails unless a nano owes nothing critical after a
+// pass. One moderate entry may stay: the health report made in the
+// window's last call, which is latest-wins and waits for the next pass
+// when LOS comes first (a guest's clock, read from a 1 s RTC under TCG,
+// makes that likelier).
+func expectNothingOwed(t testing.TB, ns node.Status) {
+	t.Helper()
+	if len(ns.PendingCritical) != 0 || ns.DTNEntries > 1 {
+		t.Errorf("the nano still owes: %d entries, critical for %v", ns.DTNEntries, ns.PendingCritical)
+	} else if ns.DTNEntries == 1 {
+		t.Logf("the nano holds one moderate entry: the last call's health report, for the next pass")
+	}
+}

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"gardend/node"
 )
 
 // TestVMNanoUnderSystemdAmd64 boots the amd64 guest: gardend started by
@@ -17,20 +15,6 @@ func TestVMNanoUnderSystemdAmd64(t *testing.T) { scenarioVM(t, "amd64") }
 // TestVMNanoUnderSystemdArm64 is the same with the aarch64 guest (make
 // vm-test-arm64: its image takes ~10 minutes to build the first time).
 func TestVMNanoUnderSystemdArm64(t *testing.T) { scenarioVM(t, "arm64") }
-
-// expectNothingOwed fails unless a guest nano owes nothing critical after a
-// pass. One moderate entry may stay: the health report made in the window's
-// last call, which is latest-wins and waits for the next pass when LOS comes
-// first (the guest's clock, read from a 1 s RTC at boot under TCG, may put
-// its last call closer to the real LOS than the host's).
-func expectNothingOwed(t testing.TB, ns node.Status) {
-	t.Helper()
-	if len(ns.PendingCritical) != 0 || ns.DTNEntries > 1 {
-		t.Errorf("the guest nano still owes: %d entries, critical for %v", ns.DTNEntries, ns.PendingCritical)
-	} else if ns.DTNEntries == 1 {
-		t.Logf("the guest nano holds one moderate entry: the last call's health report, for the next pass")
-	}
-}
 
 // usec parses a systemd microsecond property.
 func usec(t testing.TB, props map[string]string, name string) int64 {
