@@ -42,7 +42,6 @@ import (
 	p2pconnmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/net/upgrader"
-	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
@@ -96,7 +95,7 @@ type Host struct {
 	Gater      *Gater
 
 	idMu sync.Mutex
-	ids  identify.IDService // nil until StartIdentify
+	ids  identifyService // nil until StartIdentify
 
 	closeOnce sync.Once
 }
@@ -238,21 +237,29 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	return h, nil
 }
 
+// identifyService is the identify protocol running on a host. It is
+// started by startIdentify, in dht.go: only the DHT needs it, so a build
+// without the DHT (-tags nodht) links neither.
+type identifyService interface {
+	IdentifyConn(network.Conn)
+	Close() error
+}
+
 // StartIdentify runs the identify protocol on this host's connections from
 // now on. Kademlia needs it to learn which peers serve the DHT; gardend's
 // own protocols do not (every member speaks them), so a host that runs no
-// DHT spares the radio link its exchange.
+// DHT spares the radio link its exchange. A build without the DHT has no
+// identify and returns an error.
 func (h *Host) StartIdentify() error {
 	h.idMu.Lock()
 	defer h.idMu.Unlock()
 	if h.ids != nil {
 		return nil
 	}
-	ids, err := identify.NewIDService(h, identify.UserAgent(h.userAgent), identify.DisableSignedPeerRecord())
+	ids, err := startIdentify(h, h.userAgent)
 	if err != nil {
 		return fmt.Errorf("host: identify: %w", err)
 	}
-	ids.Start()
 	h.ids = ids
 	for _, c := range h.swarm.Conns() { // connections made before now
 		go ids.IdentifyConn(c)
