@@ -25,13 +25,22 @@ var bannedModules = []string{
 // regexp) cost the nano 1.05 MB of arm64 binary and about 50 ms of start-up
 // under qemu: go.mod replaces the client with an inert stand-in
 // (shim/client_golang). A nano never serves the DHT, so its build leaves
-// out identify too (0.13 MB). The ground build still links net/http,
+// out identify too (0.13 MB). The host has its own TCP transport. The ground build still links net/http,
 // crypto/tls and regexp through kad-dht's logging and tracing modules.
 var bannedPackages = map[string][]string{
-	"":       {"github.com/prometheus/common/", "github.com/prometheus/procfs", "github.com/prometheus/client_model/", "expvar"},
-	"pkcs11": {"github.com/prometheus/common/", "github.com/prometheus/procfs", "github.com/prometheus/client_model/", "expvar"},
-	"nodht": {"github.com/prometheus/common/", "github.com/prometheus/procfs", "github.com/prometheus/client_model/", "expvar",
-		"net/http", "crypto/tls", "regexp", "github.com/libp2p/go-libp2p/p2p/protocol/identify", "github.com/libp2p/go-libp2p-kad-dht"},
+	"":       bannedEverywhere,
+	"pkcs11": bannedEverywhere,
+	"nodht": append([]string{"net/http", "crypto/tls", "regexp", "github.com/libp2p/go-libp2p/p2p/protocol/identify",
+		"github.com/libp2p/go-libp2p-kad-dht", "github.com/libp2p/go-netroute"}, bannedEverywhere...),
+}
+
+var bannedEverywhere = []string{
+	"github.com/prometheus/common/", "github.com/prometheus/procfs", "github.com/prometheus/client_model/", "expvar",
+	// go-libp2p's TCP transport and its reuseport, shared-listener and
+	// tcpinfo machinery: node/host.go has its own (0.2 MB of the nano).
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp", "github.com/libp2p/go-libp2p/p2p/transport/tcpreuse",
+	"github.com/libp2p/go-libp2p/p2p/net/reuseport", "github.com/libp2p/go-reuseport",
+	"github.com/mikioh/", "github.com/marten-seemann/tcp", // (go-netroute too, but kad-dht imports it)
 }
 
 // TestBannedDependencies lists the packages linked into cmd/gardend, for each
