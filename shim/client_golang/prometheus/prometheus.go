@@ -1,22 +1,22 @@
 // Package prometheus stands in for github.com/prometheus/client_golang's
 // package of the same name inside gardend (go.mod replaces the module with
-// this directory). It offers the part of the API that go-libp2p (swarm,
-// event bus, resource manager, identify, TCP transport) and kad-dht call,
-// and every metric it hands out is inert.
+// this directory). It offers the part of the API that the go-libp2p
+// packages gardend links call (swarm, event bus, resource manager,
+// identify, metricshelper), and every metric it hands out is inert.
 //
-// Why: those libp2p packages create their Prometheus metrics at package
+// Why: those packages create their Prometheus metrics at package
 // initialisation and register them on the client's default registry,
 // which gardend never serves (gardend's own metrics are written by
 // gardend/metrics in the text format). The real client linked 1.05 MB
 // into the nano binary (arm64) with what it drags in (net/http's client,
-// crypto/tls, expvar, regexp, procfs) and its initialisation took about
-// 50 ms of a nano's start under qemu-user, all for series nobody could
+// crypto/tls, expvar, regexp, procfs), and its packages took about 40 ms
+// of a nano's initialisation under qemu-user, all for series nobody could
 // read. go-libp2p itself is used unmodified.
 //
 // Keep it inert: anything that needs a real Prometheus series in gardend
 // belongs in gardend/metrics. A signature here follows the real client's,
 // so go-libp2p compiles against either; if a go-libp2p upgrade calls
-// something missing, add it here, inert.
+// something missing, the build fails: add it here, inert.
 package prometheus
 
 // Labels maps label names to values.
