@@ -82,6 +82,6 @@ require (
 )
 
 // go-libp2p registers Prometheus metrics nobody serves; an inert stand-in
-// keeps the client (and net/http, crypto/tls, regexp it drags in) out of the
-// binary. See shim/client_golang/prometheus.
+// keeps the client out of every build (and net/http, crypto/tls, regexp it
+// drags in out of the nano). See shim/client_golang/prometheus.
 replace github.com/prometheus/client_golang => ./shim/client_golang
