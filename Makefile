@@ -20,7 +20,7 @@ QEMU_riscv64 := qemu-riscv64-static
 BENCHTIME ?= 1s
 FUZZTIME  ?= 10s
 
-.PHONY: help setup build build-hsm demo sat-test sat-ci sat-bench vm-test vm-test-arm64 vm-faults vm-bench licenses buildroot-offline vendor dist buildroot-check cross cross-nano cross-hsm size test test-race test-cross test-hsm-arm64 lint check bench fuzz clean
+.PHONY: help setup build build-hsm demo sat-test sat-ci sat-bench vm-test vm-test-arm64 vm-faults vm-bench licenses buildroot-offline vendor dist buildroot-check cross cross-nano cross-hsm size nano-start test test-race test-cross test-hsm-arm64 lint check bench fuzz clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -62,6 +62,12 @@ cross: ## static stripped binaries: bin/gardend-linux-{amd64,arm64,arm,riscv64}
 size: cross cross-nano ## bytes of each cross binary, as BENCH lines
 	@for a in $(ARCHES); do echo "BENCH binary_bytes_$$a $$(stat -c %s bin/gardend-linux-$$a) bytes"; done
 	@for a in arm64 arm riscv64; do echo "BENCH binary_bytes_nano_$$a $$(stat -c %s bin/gardend-nano-linux-$$a) bytes"; done
+
+# START_BASELINE: another checkout (e.g. `git archive <commit> | tar -x -C dir`)
+# measured in the same run, reported with a _baseline suffix.
+START_BASELINE ?=
+nano-start: ## BENCH lines: nano size, exec -> READY under qemu-aarch64-static, package init, idle RSS
+	@set -o pipefail; GARDEND_START_BASELINE=$(START_BASELINE) $(GO) test -count=1 -run '^$$' -bench NanoStart -benchtime 1x ./cmd/gardend/ | awk -f scripts/benchfmt.awk
 
 lint: ## gofmt and go vet (both build flavours)
 	@out=$$(gofmt -l . 2>&1 | grep -v '^vendor/' || true); \

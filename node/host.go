@@ -9,8 +9,12 @@ package node
 // (2.3 MB of an arm64 binary, measured) that a private network with fixed
 // ground addresses never runs, and it waits for identify before every first
 // stream, one round trip (600 ms on the radio link) per connection that
-// gardend's own protocols do not need. These are lower-level APIs: keep
-// them here and keep go-libp2p pinned.
+// gardend's own protocols do not need. Nor does it use go-libp2p's TCP
+// transport, whose reuseport, shared-listener and metrics machinery a
+// host that dials from ephemeral ports never runs (0.2 MB of the arm64
+// nano): tcpTransport below dials and listens with the standard library
+// and hands each connection to the upgrader. These are lower-level APIs:
+// keep them here and keep go-libp2p pinned.
 
 import (
 	"context"
@@ -36,16 +40,16 @@ import (
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/sec"
+	"github.com/libp2p/go-libp2p/core/transport"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	"github.com/libp2p/go-libp2p/p2p/host/peerstore/pstoremem"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	p2pconnmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/net/upgrader"
-	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	mafmt "github.com/multiformats/go-multiaddr-fmt"
 	manet "github.com/multiformats/go-multiaddr/net"
 	msmux "github.com/multiformats/go-multistream"
 
@@ -96,7 +100,7 @@ type Host struct {
 	Gater      *Gater
 
 	idMu sync.Mutex
-	ids  identify.IDService // nil until StartIdentify
+	ids  identifyService // nil until StartIdentify
 
 	closeOnce sync.Once
 }
@@ -204,11 +208,8 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	// which both sides act as Noise initiator, and the handshake fails.
 	// Reuseport only helps NAT hole punching, which a private network with
 	// fixed ground addresses does not do.
-	tpt, err := tcp.NewTCPTransport(upg, rcmgr, nil, tcp.DisableReuseport())
-	if err != nil {
-		sw.Close()
-		return fail(err)
-	}
+	tpt := &tcpTransport{upg: upg, rcmgr: rcmgr, connectTimeout: tcpConnectTimeout,
+		dialable: mafmt.And(mafmt.IP, mafmt.Base(ma.P_TCP))}
 	if err := sw.AddTransport(tpt); err != nil {
 		sw.Close()
 		return fail(err)
@@ -238,21 +239,29 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	return h, nil
 }
 
+// identifyService is the identify protocol running on a host. It is
+// started by startIdentify, in dht.go: only the DHT needs it, so a build
+// without the DHT (-tags nodht) links neither.
+type identifyService interface {
+	IdentifyConn(network.Conn)
+	Close() error
+}
+
 // StartIdentify runs the identify protocol on this host's connections from
 // now on. Kademlia needs it to learn which peers serve the DHT; gardend's
 // own protocols do not (every member speaks them), so a host that runs no
-// DHT spares the radio link its exchange.
+// DHT spares the radio link its exchange. A build without the DHT has no
+// identify and returns an error.
 func (h *Host) StartIdentify() error {
 	h.idMu.Lock()
 	defer h.idMu.Unlock()
 	if h.ids != nil {
 		return nil
 	}
-	ids, err := identify.NewIDService(h, identify.UserAgent(h.userAgent), identify.DisableSignedPeerRecord())
+	ids, err := startIdentify(h, h.userAgent)
 	if err != nil {
 		return fmt.Errorf("host: identify: %w", err)
 	}
-	ids.Start()
 	h.ids = ids
 	for _, c := range h.swarm.Conns() { // connections made before now
 		go ids.IdentifyConn(c)
@@ -468,6 +477,106 @@ func (h *Host) ClearBackoff(p peer.ID) { h.swarm.Backoff().Clear(p) }
 // Dial connects to p at addrs within ctx.
 func (h *Host) Dial(ctx context.Context, p peer.ID, addrs ...ma.Multiaddr) error {
 	return h.Connect(ctx, peer.AddrInfo{ID: p, Addrs: addrs})
+}
+
+// What go-libp2p's TCP transport did, kept as it was: a TCP connect gives up
+// after 5 s (the swarm's dial timeout bounds the whole handshake); every
+// connection sends keepalive probes after 30 s idle (then every 15 s, Go's
+// default interval) and is reset rather than left in TIME-WAIT when closed
+// (linger 0), so a peer can reconnect at once.
+const (
+	tcpConnectTimeout = 5 * time.Second
+	tcpKeepAlive      = 30 * time.Second
+)
+
+// tcpTransport is the host's one transport: TCP, each connection handed
+// to the upgrader (PSK, Noise, yamux; eager.go). Dials leave from
+// ephemeral ports (see NewHost). The resource manager is asked before
+// each dial; accepted connections go through the upgrader's gate, which
+// asks it and the gater.
+type tcpTransport struct {
+	upg            transport.Upgrader
+	rcmgr          network.ResourceManager
+	connectTimeout time.Duration
+	dialable       mafmt.Pattern // IP, then TCP: names are resolved by the swarm
+}
+
+var _ transport.Transport = (*tcpTransport)(nil)
+
+// Dial connects to p at raddr and upgrades the connection.
+func (t *tcpTransport) Dial(ctx context.Context, raddr ma.Multiaddr, p peer.ID) (transport.CapableConn, error) {
+	scope, err := t.rcmgr.OpenConnection(network.DirOutbound, true, raddr)
+	if err != nil {
+		return nil, err
+	}
+	c, err := t.dial(ctx, raddr, p, scope)
+	if err != nil {
+		scope.Done()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (t *tcpTransport) dial(ctx context.Context, raddr ma.Multiaddr, p peer.ID, scope network.ConnManagementScope) (transport.CapableConn, error) {
+	if err := scope.SetPeer(p); err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, t.connectTimeout)
+	var d manet.Dialer
+	conn, err := d.DialContext(dctx, raddr)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	tuneTCP(conn)
+	dir := network.DirOutbound
+	if ok, isClient, _ := network.GetSimultaneousConnect(ctx); ok && !isClient {
+		dir = network.DirInbound
+	}
+	return t.upg.Upgrade(ctx, t, conn, dir, p, scope)
+}
+
+// CanDial reports whether raddr is an IP address with a TCP port.
+func (t *tcpTransport) CanDial(raddr ma.Multiaddr) bool { return t.dialable.Matches(raddr) }
+
+// Listen listens on laddr; connections are gated, tuned, then upgraded.
+func (t *tcpTransport) Listen(laddr ma.Multiaddr) (transport.Listener, error) {
+	l, err := manet.Listen(laddr)
+	if err != nil {
+		return nil, err
+	}
+	return t.upg.UpgradeGatedMaListener(t, tunedListener{t.upg.GateMaListener(l)}), nil
+}
+
+func (t *tcpTransport) Protocols() []int { return []int{ma.P_TCP} }
+func (t *tcpTransport) Proxy() bool      { return false }
+func (t *tcpTransport) String() string   { return "TCP" }
+
+// tunedListener sets keepalive and linger on each accepted connection.
+type tunedListener struct{ transport.GatedMaListener }
+
+func (l tunedListener) Accept() (manet.Conn, network.ConnManagementScope, error) {
+	c, scope, err := l.GatedMaListener.Accept()
+	if err != nil {
+		return nil, nil, err
+	}
+	tuneTCP(c)
+	return c, scope, nil
+}
+
+// tuneTCP sets keepalive (tcpKeepAlive) and linger 0 on a TCP connection,
+// with the calls go-libp2p's transport made; a failure leaves the
+// connection as the kernel made it.
+func tuneTCP(c manet.Conn) {
+	if k, ok := c.(interface {
+		SetKeepAlive(bool) error
+		SetKeepAlivePeriod(time.Duration) error
+	}); ok && k.SetKeepAlive(true) == nil {
+		_ = k.SetKeepAlivePeriod(tcpKeepAlive)
+	}
+	if l, ok := c.(interface{ SetLinger(int) error }); ok {
+		_ = l.SetLinger(0)
+	}
 }
 
 // LoadPSK reads a private network key in go-libp2p's pnet format

@@ -59,13 +59,16 @@ var (
 
 // linkedModules runs `go list -deps` on cmd/gardend for every flavour, from
 // the module cache (-mod=mod: a vendor/ directory would hide module
-// directories), and returns the modules other than gardend itself.
+// directories), and returns the modules other than gardend itself. A
+// module that go.mod replaces with a directory of this repository (the
+// inert Prometheus client under shim/) is gardend's own source, under its
+// LICENSE, and is not listed.
 func linkedModules(repo string) ([]*module, error) {
 	seen := map[string]*module{}
 	for _, arch := range arches {
 		for _, tag := range tags {
 			cmd := exec.Command("go", "list", "-mod=mod", "-deps", "-tags", tag,
-				"-f", "{{with .Module}}{{if not .Main}}{{.Path}}\t{{.Version}}\t{{.Dir}}{{end}}{{end}}", "./cmd/gardend")
+				"-f", "{{with .Module}}{{if not .Main}}{{.Path}}\t{{.Version}}\t{{.Dir}}\t{{with .Replace}}{{.Path}}{{end}}{{end}}{{end}}", "./cmd/gardend")
 			cmd.Dir = repo
 			// GOPROXY=off: the module cache is the only source.
 			cmd.Env = append(os.Environ(), "GOPROXY=off", "GOFLAGS=-mod=mod", "GOOS=linux", "GOARCH="+arch, "GOARM=7", "CGO_ENABLED=1")
@@ -78,7 +81,12 @@ func linkedModules(repo string) ([]*module, error) {
 			sc := bufio.NewScanner(bytes.NewReader(out))
 			for sc.Scan() {
 				f := strings.Split(sc.Text(), "\t")
-				if len(f) != 3 || f[0] == "" {
+				if len(f) != 4 || f[0] == "" {
+					continue
+				}
+				if ours, err := inRepo(repo, f[3], f[2]); err != nil {
+					return nil, err
+				} else if ours {
 					continue
 				}
 				if f[2] == "" {
@@ -94,6 +102,23 @@ func linkedModules(repo string) ([]*module, error) {
 	}
 	sort.Slice(mods, func(i, j int) bool { return mods[i].Path < mods[j].Path })
 	return mods, nil
+}
+
+// inRepo reports whether a module replaced by replacePath, found in dir,
+// is a directory of the repository at repo.
+func inRepo(repo, replacePath, dir string) (bool, error) {
+	if !strings.HasPrefix(replacePath, "./") && !strings.HasPrefix(replacePath, "../") {
+		return false, nil
+	}
+	absRepo, err := filepath.Abs(repo)
+	if err != nil {
+		return false, err
+	}
+	rel, err := filepath.Rel(absRepo, dir)
+	if err != nil {
+		return false, nil
+	}
+	return rel != ".." && !strings.HasPrefix(rel, "../"), nil
 }
 
 // inspect finds m's licence and notice files and classifies the licences.

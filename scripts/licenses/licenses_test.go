@@ -91,3 +91,24 @@ func TestRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestInRepo: a module replaced by a directory of the repository is
+// gardend's own; one replaced by another module, or by a directory outside
+// the repository, is a third party's.
+func TestInRepo(t *testing.T) {
+	repo := t.TempDir()
+	for _, c := range []struct {
+		replace, dir string
+		want         bool
+	}{
+		{"./shim/client_golang", filepath.Join(repo, "shim/client_golang"), true},
+		{"../elsewhere", filepath.Join(filepath.Dir(repo), "elsewhere"), false},
+		{"github.com/someone/fork", filepath.Join(repo, "x"), false},
+		{"", "/root/go/pkg/mod/github.com/x/y@v1.0.0", false},
+	} {
+		got, err := inRepo(repo, c.replace, c.dir)
+		if err != nil || got != c.want {
+			t.Errorf("inRepo(%q, %q) = %v, %v; want %v", c.replace, c.dir, got, err, c.want)
+		}
+	}
+}

@@ -1,0 +1,101 @@
+package node
+
+import (
+	"context"
+	"syscall"
+	"testing"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+	"golang.org/x/sys/unix"
+)
+
+// TestTuneTCPSetsKeepaliveAndLinger checks, on real loopback sockets made
+// the way tcpTransport makes them (manet's dialer and listener), that
+// tuneTCP reaches the socket: keepalive on with a 30 s idle time, as
+// go-libp2p's TCP transport set it (its probes then go every 15 s, Go's
+// default interval, logged here), and linger 0. manet wraps each
+// connection in its own type, so a method set that no longer matched
+// would silently leave the kernel's defaults.
+func TestTuneTCPSetsKeepaliveAndLinger(t *testing.T) {
+	l, err := manet.Listen(ma.StringCast("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan manet.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var d manet.Dialer
+	dialed, err := d.DialContext(ctx, l.Multiaddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dialed.Close()
+	inbound, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	defer inbound.Close()
+
+	for name, c := range map[string]manet.Conn{"dialed": dialed, "accepted": inbound} {
+		before := sockopts(t, c)
+		tuneTCP(c)
+		after := sockopts(t, c)
+		if after.keepalive != 1 || after.idle != int(tcpKeepAlive/time.Second) {
+			t.Errorf("%s: keepalive %d, idle %d s; want 1, %d (before: %+v)", name,
+				after.keepalive, after.idle, int(tcpKeepAlive/time.Second), before)
+		}
+		t.Logf("%s: keepalive idle %d s, probe interval %d s", name, after.idle, after.interval)
+		if after.linger.Onoff != 1 || after.linger.Linger != 0 {
+			t.Errorf("%s: linger %+v, want on with 0 s (before: %+v)", name, after.linger, before.linger)
+		}
+	}
+}
+
+type tcpOpts struct {
+	keepalive, idle, interval int
+	linger                    unix.Linger
+}
+
+func sockopts(t *testing.T, c manet.Conn) tcpOpts {
+	t.Helper()
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		t.Fatalf("%T has no SyscallConn", c)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o tcpOpts
+	var gerr error
+	err = raw.Control(func(fd uintptr) {
+		var l *unix.Linger
+		if o.keepalive, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE); gerr != nil {
+			return
+		}
+		if o.idle, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE); gerr != nil {
+			return
+		}
+		if o.interval, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPINTVL); gerr != nil {
+			return
+		}
+		if l, gerr = unix.GetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER); gerr == nil {
+			o.linger = *l
+		}
+	})
+	if err != nil || gerr != nil {
+		t.Fatalf("getsockopt: %v %v", err, gerr)
+	}
+	return o
+}
