@@ -186,6 +186,9 @@ func (n *Node) mayContactAt(p peer.ID, now time.Time) (ok bool, retry time.Time)
 	if !n.inContact(p) {
 		return false, n.nextContact(p, now)
 	}
+	if aos, ok := n.awaitingResume(p, now); ok {
+		return false, aos // the kept session wakes then, and nudges the queue
+	}
 	if n.Connected(p) {
 		return true, time.Time{}
 	}
@@ -444,7 +447,13 @@ func (n *Node) linger(dest peer.ID, fl *inflight, more chan struct{}) bool {
 	if n.othersWaiting() {
 		return false
 	}
-	t := time.NewTimer(drainLinger)
+	wait := drainLinger
+	if quiet, ok := n.keptQuietFrom(dest, n.o.Now()); ok {
+		// A kept session goes quiet before LOS: the stream's end must be
+		// acknowledged before the link goes (session.go).
+		wait = min(wait, max(quiet.Sub(n.o.Now()), 0))
+	}
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-more:
@@ -801,6 +810,7 @@ func (n *Node) serveWake(s network.Stream, r *codec.FrameReader) error {
 		return err
 	}
 	n.Metrics.Inc("wakes_received")
+	n.liveness.Seen(from, n.o.Now())
 	n.h.ClearBackoff(from)
 	if n.store.Len(string(from)) > 0 {
 		return n.store.Nudge(n.ctx, string(from))
@@ -820,11 +830,16 @@ func (n *Node) wake(caller PeerAddrs) {
 			n.h.Peerstore().AddAddr(p, m, 10*time.Minute)
 		}
 	}
+	n.wakePeer(p)
+}
+
+// wakePeer tells p that this node is reachable now.
+func (n *Node) wakePeer(p peer.ID) {
 	n.h.ClearBackoff(p)
 	s, err := n.newStream(n.ctx, p, ProtoWake)
 	if err != nil {
 		n.Metrics.Inc("wakes_failed")
-		n.log.Debug("wake caller", "peer", p, "err", err)
+		n.log.Debug("wake", "peer", p, "err", err)
 		return
 	}
 	defer s.Close()

@@ -37,7 +37,13 @@ func (n *Node) heartbeatLoop(ai peer.AddrInfo) {
 	var health indexerHealth
 	for {
 		now := n.o.Now()
-		due := sched.due(n.contact(), n.HeartbeatInterval(), now)
+		kept := n.h.Kept(ai.ID)
+		// A kept session is not written to past LOS, and nothing waits on a
+		// fresh dial while it sleeps before AOS (session.go): the beat
+		// waits, the schedule untouched.
+		_, waiting := n.awaitingResume(ai.ID, now)
+		hold := waiting || (kept && pastLOS(n.contact(), now))
+		due := !hold && sched.due(n.contact(), n.HeartbeatInterval(), now)
 		if !n.contact().Open(now) {
 			// A failure in the last call before LOS and one while the link
 			// is acquired at the next AOS are not two failures in a row.
@@ -46,6 +52,13 @@ func (n *Node) heartbeatLoop(ai peer.AddrInfo) {
 				s.Reset() // out of contact: stay quiet, drop the stream
 				s = nil
 			}
+		}
+		if s != nil && kept && !due && n.contact().LastCall(now) {
+			// The last call's beat is answered: end the stream while the
+			// link still carries its reset, so the kept session goes into
+			// the gap with nothing unacknowledged.
+			s.Reset()
+			s = nil
 		}
 		if !due {
 			select {
@@ -276,7 +289,7 @@ func (n *Node) contactLoop() {
 		failed := false
 		for _, p := range n.callees() {
 			inReach := n.peerOpen(p, now)
-			if inReach && !n.Connected(p) {
+			if inReach && !n.Connected(p) && !(n.h.Kept(p) && pastLOS(c, now)) {
 				ctx, cancel := context.WithTimeout(n.ctx, DefaultDialTimeout)
 				n.h.ClearBackoff(p)
 				if err := n.h.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
@@ -297,11 +310,15 @@ func (n *Node) contactLoop() {
 		}
 		if wasOpen && !open {
 			n.Metrics.Inc("windows_closed")
+			ended := map[peer.ID]bool{} // a master may be an indexer too
 			for _, p := range n.callees() {
-				n.h.Network().ClosePeer(p)
+				ended[p] = true
 			}
 			for _, ai := range n.o.Indexers {
-				n.h.Network().ClosePeer(ai.ID)
+				ended[ai.ID] = true
+			}
+			for p := range ended {
+				n.sleepOrClose(p)
 			}
 		}
 		wasOpen = open
