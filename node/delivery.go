@@ -337,31 +337,41 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 		defer fl.mu.Unlock()
 		return sent, cmpErr(fl.readErr, io.ErrUnexpectedEOF)
 	}
-	wait := func(alsoMore bool) error {
-		var moreC chan struct{}
-		if alsoMore {
-			moreC = more
-		}
+	// waitOr waits for progress (an ack, the reader's end), or for also
+	// (nil: never).
+	waitOr := func(also <-chan struct{}) error {
 		select {
 		case <-fl.progress:
-		case <-moreC:
+		case <-also:
 		case <-n.ctx.Done():
 			return n.ctx.Err()
 		}
 		return nil
 	}
+	wait := func(alsoMore bool) error {
+		if alsoMore {
+			return waitOr(more)
+		}
+		return waitOr(nil)
+	}
 	var after uint64
 	var buf []dtn.Entry
+	var probeBytes int // written while the session was on probation
 	for {
 		inWindow, outstanding, done := fl.state()
 		if done {
 			return readerDone()
 		}
-		if inWindow >= n.o.DeliveryWindow {
+		probation, heard := n.h.OnProbation(dest)
+		// A kept session woken at AOS carries one round trip of the link
+		// until its other end answers (session.go): the link is busy from
+		// AOS, and a dead session swallows no more than that.
+		held := probation && inWindow > 0 && probeBytes >= n.probationBytes(dest)
+		if inWindow >= n.o.DeliveryWindow || held {
 			if err := flush(); err != nil {
 				return sent, err
 			}
-			if err := wait(false); err != nil {
+			if err := waitOr(heard); err != nil {
 				return sent, err
 			}
 			continue
@@ -421,6 +431,9 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 		}
 		after = e.Ref.Pos
 		sent++
+		if probation {
+			probeBytes += len(e.Payload)
+		}
 		if sent == 1 {
 			// The first entry of a stream goes out alone: it is applied while
 			// the next ones are still in the buffer, instead of after a whole

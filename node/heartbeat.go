@@ -38,11 +38,12 @@ func (n *Node) heartbeatLoop(ai peer.AddrInfo) {
 	for {
 		now := n.o.Now()
 		kept := n.h.Kept(ai.ID)
-		// A kept session is not written to past LOS, and nothing waits on a
-		// fresh dial while it sleeps before AOS (session.go): the beat
-		// waits, the schedule untouched.
+		// Nothing new starts on a kept session in its quiet time before LOS,
+		// and nothing waits on a fresh dial while it sleeps before AOS
+		// (session.go): the beat waits, the schedule untouched.
 		_, waiting := n.awaitingResume(ai.ID, now)
-		hold := waiting || (kept && pastLOS(n.contact(), now))
+		quiet := kept && n.keptQuiet(ai.ID, now)
+		hold := waiting || quiet
 		due := !hold && sched.due(n.contact(), n.HeartbeatInterval(), now)
 		if !n.contact().Open(now) {
 			// A failure in the last call before LOS and one while the link
@@ -53,19 +54,27 @@ func (n *Node) heartbeatLoop(ai peer.AddrInfo) {
 				s = nil
 			}
 		}
-		if s != nil && kept && !due && n.contact().LastCall(now) {
-			// The last call's beat is answered: end the stream while the
-			// link still carries its reset, so the kept session goes into
+		if s != nil && quiet {
+			// End the stream as the quiet time starts, while the link still
+			// has round trips to carry its reset: the kept session goes into
 			// the gap with nothing unacknowledged.
 			s.Reset()
 			s = nil
 		}
 		if !due {
+			// Wake at the quiet time's start itself, not a tick later.
+			quietTimer := time.NewTimer(time.Hour)
+			if from, ok := n.keptQuietFrom(ai.ID, now); kept && ok && now.Before(from) && from.Sub(now) < step {
+				quietTimer.Reset(from.Sub(now))
+			}
 			select {
 			case <-n.ctx.Done():
+				quietTimer.Stop()
 				return
 			case <-tick.C:
+			case <-quietTimer.C:
 			}
+			quietTimer.Stop()
 			continue
 		}
 		if s == nil {

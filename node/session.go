@@ -18,16 +18,24 @@ package node
 // wakes it, tells the master at once (a wake stream) and pings it; anything
 // read on a dormant session wakes it (the master's side). The fresh dial
 // the nano's contact loop makes from the guard before AOS races it, and the
-// first to answer carries the pass: a
-// dead kept session (the master restarted, an address changed) costs what a
-// pass cost before, never a TCP retransmission timeout. A connection that
-// goes into a gap with bytes unacknowledged is closed, not kept: TCP's
-// retransmission timer, backed off through the gap, would hold everything
-// behind those bytes.
+// first to answer carries the pass: a dead kept session (the master
+// restarted, an address changed) costs what a pass cost before, never a
+// TCP retransmission timeout. Until the woken session answers, drains send
+// it one round trip's worth of bytes (probation).
+//
+// A connection that goes into a gap with bytes unacknowledged is closed,
+// not kept: TCP's retransmission timer, backed off through the gap, would
+// hold everything behind those bytes. So nothing new starts on a kept
+// session in its last three round trips before LOS (the quiet time: a
+// request, its answer, and the streams' ends), the heartbeat stream is
+// reset as it begins, and the last call's health report leaves as the last
+// call begins (fleet), ahead of the quiet time when the last call is the
+// longer.
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -155,6 +163,9 @@ func (c *wakingConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		c.k.received.Add(int64(n))
+		if c.k.probation.CompareAndSwap(true, false) {
+			c.k.answered()
+		}
 		if c.k.dormant.Load() {
 			c.k.dormant.Store(false)
 		}
@@ -170,6 +181,38 @@ type keptSession struct {
 	sock     tcpSocket // nil if the transport hid it
 	dormant  atomic.Bool
 	received atomic.Int64 // bytes read from the secured connection
+	// probation: woken at AOS, nothing read since. Until the other end
+	// answers, a drain sends one round trip of the link's rate (at least
+	// one entry): a whole backlog sent into a dead session, or queued on
+	// the link ahead of a lost first segment, would delay the pass by as
+	// long as it takes to cross.
+	probation atomic.Bool
+	mu        sync.Mutex
+	answer    chan struct{} // closed when probation ends
+}
+
+// startProbation puts k on probation until the other end is heard from.
+func (k *keptSession) startProbation() {
+	k.mu.Lock()
+	k.answer = make(chan struct{})
+	k.mu.Unlock()
+	k.probation.Store(true)
+}
+
+func (k *keptSession) answered() {
+	k.mu.Lock()
+	if k.answer != nil {
+		close(k.answer)
+		k.answer = nil
+	}
+	k.mu.Unlock()
+}
+
+// heard is closed when k's probation ends (nil if it is not on probation).
+func (k *keptSession) heard() <-chan struct{} {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.answer
 }
 
 func (k *keptSession) IsClosed() bool { return k.dormant.Load() || k.MuxedConn.IsClosed() }
@@ -272,7 +315,7 @@ func (h *Host) Kept(p peer.ID) bool { return h.kept.has(p) }
 // unacknowledged would stall at the next pass; one with a stream open would
 // write in the gap). It reports how many went dormant, and how many kept
 // sessions were closed for bytes unacknowledged or streams open.
-func (h *Host) SleepSessions(p peer.ID) (slept, unacked int) {
+func (h *Host) SleepSessions(p peer.ID) (slept, unacked int, why string) {
 	for _, c := range h.swarm.ConnsToPeer(p) {
 		k := keptOf(c)
 		switch {
@@ -282,13 +325,17 @@ func (h *Host) SleepSessions(p peer.ID) (slept, unacked int) {
 			// A stream left open would write in the gap (its end, a
 			// timeout's reset).
 			unacked++
+			why = fmt.Sprintf("unacked=%d", k.unacked())
+			for _, s := range c.GetStreams() {
+				why += fmt.Sprintf(" stream=%s/%s", s.Protocol(), s.Stat().Direction)
+			}
 			c.Close()
 		default:
 			k.dormant.Store(true)
 			slept++
 		}
 	}
-	return slept, unacked
+	return slept, unacked, why
 }
 
 // SessionRTT is the link's round trip as the kernel measured it on p's
@@ -337,6 +384,7 @@ func (h *Host) ResumeSessions(ctx context.Context, p peer.ID, ready func()) (fou
 	for i, c := range woken {
 		k := keptOf(c)
 		before[i] = k.received.Load()
+		k.startProbation()
 		k.dormant.Store(false)
 	}
 	ready()
@@ -401,7 +449,7 @@ func pastLOS(c Contact, now time.Time) bool {
 const quietRTTs = 3
 
 // keptQuiet reports whether p's kept session is in its quiet time: from
-// quietRTTs round trips before the planned LOS (at most a guard) to the end
+// quietRTTs round trips before the planned LOS to the end
 // of the guard.
 func (n *Node) keptQuiet(p peer.ID, now time.Time) bool {
 	from, ok := n.keptQuietFrom(p, now)
@@ -416,17 +464,40 @@ func (n *Node) keptQuietFrom(p peer.ID, now time.Time) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	w, ok := c.Plan.Current(now, c.Profile.Guard)
-	return w.End.Add(-min(quietRTTs*n.h.SessionRTT(p), c.Profile.Guard)), ok
+	return w.End.Add(-quietRTTs * n.h.SessionRTT(p)), ok
 }
 
+// linkSettle is how long after a planned AOS a kept session is woken. A
+// radio link takes a moment to come up; a first segment written the very
+// instant the plan says AOS may meet a link still down, and its loss holds
+// every byte behind it for a retransmission (≥ 1 RTT). On the flight bench
+// the link comes up 1–2 ms after the planned start.
+const linkSettle = 30 * time.Millisecond
+
 // beforeAOS reports whether now is in the guard before a window's planned
-// start, and that start.
+// start (or in the link's settling time after it), and when the kept
+// session wakes.
 func beforeAOS(c Contact, now time.Time) (time.Time, bool) {
 	if c.Plan == nil || !c.Profile.WindowsOnly {
 		return time.Time{}, false
 	}
 	w, ok := c.Plan.Current(now, c.Profile.Guard)
-	return w.Start, ok && now.Before(w.Start)
+	wake := w.Start.Add(linkSettle)
+	return wake, ok && now.Before(wake)
+}
+
+// OnProbation reports whether p's connection is a kept session woken at
+// AOS whose other end has not answered yet, and a channel closed when it
+// does.
+func (h *Host) OnProbation(p peer.ID) (bool, <-chan struct{}) {
+	for _, c := range h.swarm.ConnsToPeer(p) {
+		if k := keptOf(c); k != nil && k.probation.Load() && !k.MuxedConn.IsClosed() {
+			if heard := k.heard(); heard != nil {
+				return true, heard
+			}
+		}
+	}
+	return false, nil
 }
 
 // keepsToWindows says whether a master keeps its sessions with a nano of
@@ -467,6 +538,13 @@ func (n *Node) sessionLoop() {
 		now := n.o.Now()
 		asleep, next := keptPhase(n.contact(), now)
 		if wasAsleep && !asleep {
+			t := time.NewTimer(linkSettle)
+			select {
+			case <-n.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
 			n.resumeSession(master)
 		}
 		wasAsleep = asleep
@@ -487,6 +565,8 @@ func (n *Node) sessionLoop() {
 // resumeSession wakes the dormant session to master at AOS, says so to the
 // master and starts delivering on it.
 func (n *Node) resumeSession(master peer.ID) {
+	start := time.Now()
+	defer func() { n.log.Debug("kept session: resumed", "peer", master, "took", time.Since(start)) }()
 	found, alive := n.h.ResumeSessions(n.ctx, master, func() {
 		n.loop(func() { n.wakePeer(master) }) // the master waits to hear from this nano
 		if n.store.Len(string(master)) > 0 {
@@ -502,6 +582,21 @@ func (n *Node) resumeSession(master peer.ID) {
 	}
 }
 
+// probationBytes is what a drain may send to p on a woken kept session
+// before the other end answers: one round trip of the current window's
+// planned rate (0 if either is unknown: one entry).
+func (n *Node) probationBytes(p peer.ID) int {
+	c := n.keptContact(p)
+	if c.Plan == nil {
+		return 0
+	}
+	w, ok := c.Plan.Current(n.o.Now(), 0)
+	if !ok {
+		return 0
+	}
+	return int(float64(w.RateBps) / 8 * n.h.SessionRTT(p).Seconds())
+}
+
 // sleepOrClose ends a window with p, once per window: a kept peer's quiet
 // connection goes dormant, all others close (see contactLoop: a dead link
 // only stalls TCP).
@@ -510,12 +605,12 @@ func (n *Node) sleepOrClose(p peer.ID) {
 		n.h.Network().ClosePeer(p)
 		return
 	}
-	slept, unacked := n.h.SleepSessions(p)
+	slept, unacked, why := n.h.SleepSessions(p)
 	if slept > 0 {
 		n.Metrics.Inc("sessions_slept")
 	}
 	if unacked > 0 {
 		n.Metrics.Inc("sessions_dropped_unacked")
-		n.log.Debug("session not kept across the gap: bytes unacknowledged or a stream open at LOS", "peer", p)
+		n.log.Debug("session not kept across the gap: bytes unacknowledged or a stream open at LOS", "peer", p, "why", why)
 	}
 }

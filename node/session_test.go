@@ -46,7 +46,8 @@ func TestKeptPhaseFollowsThePlan(t *testing.T) {
 	}{
 		{"before the first window", t0, true, w1.Start, false, false},
 		{"leading guard", w1.Start.Add(-g / 2), true, w1.Start, false, true},
-		{"AOS", w1.Start, false, w1.End.Add(g), false, false},
+		{"AOS (the link settling)", w1.Start, false, w1.End.Add(g), false, true},
+		{"AOS, link settled", w1.Start.Add(linkSettle), false, w1.End.Add(g), false, false},
 		{"in the window", w1.Start.Add(time.Minute), false, w1.End.Add(g), false, false},
 		{"LOS", w1.End, false, w1.End.Add(g), true, false},
 		{"trailing guard", w1.End.Add(g / 2), false, w1.End.Add(g), true, false},
@@ -62,7 +63,7 @@ func TestKeptPhaseFollowsThePlan(t *testing.T) {
 			t.Errorf("%s: pastLOS=%v, want %v", tc.name, got, tc.pastLOS)
 		}
 		aos, before := beforeAOS(c, tc.at)
-		if before != tc.beforeAOS || (before && !aos.Equal(w1.Start)) {
+		if before != tc.beforeAOS || (before && !aos.Equal(w1.Start.Add(linkSettle))) {
 			t.Errorf("%s: beforeAOS=%v %v, want %v", tc.name, before, aos, tc.beforeAOS)
 		}
 	}
@@ -171,10 +172,10 @@ func TestKeptSessionSleepsAndWakes(t *testing.T) {
 
 	settled(t, a, b.ID())
 	settled(t, b, a.ID())
-	if n, _ := a.SleepSessions(b.ID()); n != 1 {
+	if n, _, _ := a.SleepSessions(b.ID()); n != 1 {
 		t.Fatalf("SleepSessions = %d, want 1", n)
 	}
-	if n, _ := b.SleepSessions(a.ID()); n != 1 {
+	if n, _, _ := b.SleepSessions(a.ID()); n != 1 {
 		t.Fatal("b's side did not go dormant")
 	}
 	if a.Network().Connectedness(b.ID()) == network.Connected {
@@ -193,10 +194,28 @@ func TestKeptSessionSleepsAndWakes(t *testing.T) {
 		t.Fatalf("%d connections after a dial past the dormant one, want 2", got)
 	}
 
+	if on, _ := a.OnProbation(b.ID()); on {
+		t.Fatal("on probation before any wake")
+	}
 	readyCalled := false
-	found, alive := a.ResumeSessions(ctx, b.ID(), func() { readyCalled = true })
+	var heard <-chan struct{}
+	found, alive := a.ResumeSessions(ctx, b.ID(), func() {
+		readyCalled = true
+		var on bool
+		if on, heard = a.OnProbation(b.ID()); !on || heard == nil {
+			t.Error("a woken session is not on probation before the other end answers")
+		}
+	})
 	if !found || !alive || !readyCalled {
 		t.Fatalf("resume: found=%v alive=%v ready=%v", found, alive, readyCalled)
+	}
+	select {
+	case <-heard: // the ping's answer ended it
+	default:
+		t.Fatal("probation still on after the other end answered")
+	}
+	if on, _ := a.OnProbation(b.ID()); on {
+		t.Fatal("OnProbation after the answer")
 	}
 	if c := onlyConn(t, a, b.ID()); c != kept {
 		t.Fatalf("after resume a holds %s, not the kept %s", c.ID(), kept.ID())
@@ -214,10 +233,10 @@ func TestKeptSessionSleepsAndWakes(t *testing.T) {
 	// A session still dormant at the next window's end was not woken by
 	// that window: it is closed, not kept for another gap.
 	settled(t, a, b.ID())
-	if n, _ := a.SleepSessions(b.ID()); n != 1 {
+	if n, _, _ := a.SleepSessions(b.ID()); n != 1 {
 		t.Fatal("the resumed session did not go dormant again")
 	}
-	if n, _ := a.SleepSessions(b.ID()); n != 0 || len(a.Network().ConnsToPeer(b.ID())) != 0 {
+	if n, _, _ := a.SleepSessions(b.ID()); n != 0 || len(a.Network().ConnsToPeer(b.ID())) != 0 {
 		t.Fatalf("a session dormant through a whole window was kept (slept %d)", n)
 	}
 }
@@ -330,7 +349,7 @@ func TestDeadKeptSessionGivesWayToAFreshOne(t *testing.T) {
 	}
 	s.Close()
 	settled(t, a, b.ID())
-	if n, _ := a.SleepSessions(b.ID()); n != 1 {
+	if n, _, _ := a.SleepSessions(b.ID()); n != 1 {
 		t.Fatal("not dormant")
 	}
 	link.cut() // LOS
