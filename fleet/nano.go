@@ -431,13 +431,22 @@ func (f *Nano) reportLoop(ctx context.Context) {
 			}
 			sched.last = now
 		}
+		// The last call's report leaves as the last call begins: a tick
+		// later it may miss the pass.
+		lastCall := time.NewTimer(time.Hour)
+		if from, ok := c.LastCallFrom(now); ok && now.Before(from) && from.Sub(now) < f.o.Tick {
+			lastCall.Reset(from.Sub(now))
+		}
 		select {
 		case <-ctx.Done():
+			lastCall.Stop()
 			return
 		case <-tick.C:
+		case <-lastCall.C:
 		case <-f.report:
 			signalNow(f.report) // looked at above, at once
 		}
+		lastCall.Stop()
 	}
 }
 

@@ -186,6 +186,9 @@ func (n *Node) mayContactAt(p peer.ID, now time.Time) (ok bool, retry time.Time)
 	if !n.inContact(p) {
 		return false, n.nextContact(p, now)
 	}
+	if aos, ok := n.awaitingResume(p, now); ok {
+		return false, aos // the kept session wakes then, and nudges the queue
+	}
 	if n.Connected(p) {
 		return true, time.Time{}
 	}
@@ -334,31 +337,41 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 		defer fl.mu.Unlock()
 		return sent, cmpErr(fl.readErr, io.ErrUnexpectedEOF)
 	}
-	wait := func(alsoMore bool) error {
-		var moreC chan struct{}
-		if alsoMore {
-			moreC = more
-		}
+	// waitOr waits for progress (an ack, the reader's end), or for also
+	// (nil: never).
+	waitOr := func(also <-chan struct{}) error {
 		select {
 		case <-fl.progress:
-		case <-moreC:
+		case <-also:
 		case <-n.ctx.Done():
 			return n.ctx.Err()
 		}
 		return nil
 	}
+	wait := func(alsoMore bool) error {
+		if alsoMore {
+			return waitOr(more)
+		}
+		return waitOr(nil)
+	}
 	var after uint64
 	var buf []dtn.Entry
+	var probeBytes int // written while the session was on probation
 	for {
 		inWindow, outstanding, done := fl.state()
 		if done {
 			return readerDone()
 		}
-		if inWindow >= n.o.DeliveryWindow {
+		probation, heard := n.h.OnProbation(dest)
+		// A kept session woken at AOS carries one round trip of the link
+		// until its other end answers (session.go): the link is busy from
+		// AOS, and a dead session swallows no more than that.
+		held := probation && inWindow > 0 && probeBytes >= n.probationBytes(dest)
+		if inWindow >= n.o.DeliveryWindow || held {
 			if err := flush(); err != nil {
 				return sent, err
 			}
-			if err := wait(false); err != nil {
+			if err := waitOr(heard); err != nil {
 				return sent, err
 			}
 			continue
@@ -418,6 +431,9 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 		}
 		after = e.Ref.Pos
 		sent++
+		if probation {
+			probeBytes += len(e.Payload)
+		}
 		if sent == 1 {
 			// The first entry of a stream goes out alone: it is applied while
 			// the next ones are still in the buffer, instead of after a whole
@@ -444,7 +460,13 @@ func (n *Node) linger(dest peer.ID, fl *inflight, more chan struct{}) bool {
 	if n.othersWaiting() {
 		return false
 	}
-	t := time.NewTimer(drainLinger)
+	wait := drainLinger
+	if quiet, ok := n.keptQuietFrom(dest, n.o.Now()); ok {
+		// A kept session goes quiet before LOS: the stream's end must be
+		// acknowledged before the link goes (session.go).
+		wait = min(wait, max(quiet.Sub(n.o.Now()), 0))
+	}
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-more:
@@ -801,6 +823,7 @@ func (n *Node) serveWake(s network.Stream, r *codec.FrameReader) error {
 		return err
 	}
 	n.Metrics.Inc("wakes_received")
+	n.liveness.Seen(from, n.o.Now())
 	n.h.ClearBackoff(from)
 	if n.store.Len(string(from)) > 0 {
 		return n.store.Nudge(n.ctx, string(from))
@@ -820,11 +843,16 @@ func (n *Node) wake(caller PeerAddrs) {
 			n.h.Peerstore().AddAddr(p, m, 10*time.Minute)
 		}
 	}
+	n.wakePeer(p)
+}
+
+// wakePeer tells p that this node is reachable now.
+func (n *Node) wakePeer(p peer.ID) {
 	n.h.ClearBackoff(p)
 	s, err := n.newStream(n.ctx, p, ProtoWake)
 	if err != nil {
 		n.Metrics.Inc("wakes_failed")
-		n.log.Debug("wake caller", "peer", p, "err", err)
+		n.log.Debug("wake", "peer", p, "err", err)
 		return
 	}
 	defer s.Close()

@@ -37,7 +37,14 @@ func (n *Node) heartbeatLoop(ai peer.AddrInfo) {
 	var health indexerHealth
 	for {
 		now := n.o.Now()
-		due := sched.due(n.contact(), n.HeartbeatInterval(), now)
+		kept := n.h.Kept(ai.ID)
+		// Nothing new starts on a kept session in its quiet time before LOS,
+		// and nothing waits on a fresh dial while it sleeps before AOS
+		// (session.go): the beat waits, the schedule untouched.
+		_, waiting := n.awaitingResume(ai.ID, now)
+		quiet := kept && n.keptQuiet(ai.ID, now)
+		hold := waiting || quiet
+		due := !hold && sched.due(n.contact(), n.HeartbeatInterval(), now)
 		if !n.contact().Open(now) {
 			// A failure in the last call before LOS and one while the link
 			// is acquired at the next AOS are not two failures in a row.
@@ -47,12 +54,27 @@ func (n *Node) heartbeatLoop(ai peer.AddrInfo) {
 				s = nil
 			}
 		}
+		if s != nil && quiet {
+			// End the stream as the quiet time starts, while the link still
+			// has round trips to carry its reset: the kept session goes into
+			// the gap with nothing unacknowledged.
+			s.Reset()
+			s = nil
+		}
 		if !due {
+			// Wake at the quiet time's start itself, not a tick later.
+			quietTimer := time.NewTimer(time.Hour)
+			if from, ok := n.keptQuietFrom(ai.ID, now); kept && ok && now.Before(from) && from.Sub(now) < step {
+				quietTimer.Reset(from.Sub(now))
+			}
 			select {
 			case <-n.ctx.Done():
+				quietTimer.Stop()
 				return
 			case <-tick.C:
+			case <-quietTimer.C:
 			}
+			quietTimer.Stop()
 			continue
 		}
 		if s == nil {
@@ -276,7 +298,7 @@ func (n *Node) contactLoop() {
 		failed := false
 		for _, p := range n.callees() {
 			inReach := n.peerOpen(p, now)
-			if inReach && !n.Connected(p) {
+			if inReach && !n.Connected(p) && !(n.h.Kept(p) && pastLOS(c, now)) {
 				ctx, cancel := context.WithTimeout(n.ctx, DefaultDialTimeout)
 				n.h.ClearBackoff(p)
 				if err := n.h.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
@@ -297,11 +319,15 @@ func (n *Node) contactLoop() {
 		}
 		if wasOpen && !open {
 			n.Metrics.Inc("windows_closed")
+			ended := map[peer.ID]bool{} // a master may be an indexer too
 			for _, p := range n.callees() {
-				n.h.Network().ClosePeer(p)
+				ended[p] = true
 			}
 			for _, ai := range n.o.Indexers {
-				n.h.Network().ClosePeer(ai.ID)
+				ended[ai.ID] = true
+			}
+			for p := range ended {
+				n.sleepOrClose(p)
 			}
 		}
 		wasOpen = open

@@ -95,6 +95,7 @@ type Host struct {
 	cmgr       connmgr.ConnManager
 	rcmgr      network.ResourceManager
 	refusals   *limits.Refusals
+	kept       *keptPeers // peers whose sessions survive planned gaps
 	negTimeout time.Duration
 	userAgent  string
 	Gater      *Gater
@@ -179,12 +180,10 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	if err != nil {
 		return fail(err)
 	}
-	// go-libp2p lifts yamux's cap on incoming streams and leaves it to the
-	// resource manager; a cap per connection refuses a flood before the
-	// resource manager is even asked.
-	ymx := *yamux.DefaultTransport
-	ymx.MaxIncomingStreams = cfg.Limits.StreamsPerConn
-	muxers := []upgrader.StreamMuxer{{ID: yamux.ID, Muxer: &ymx}}
+	// yamux, configured per connection: kept peers' sessions survive gaps
+	// (session.go).
+	kept := newKeptPeers()
+	muxers := []upgrader.StreamMuxer{{ID: yamux.ID, Muxer: &keptMuxer{kept: kept, streamsPerConn: cfg.Limits.StreamsPerConn}}}
 	secure, err := noise.New(noise.ID, cfg.Key, muxers)
 	if err != nil {
 		sw.Close()
@@ -201,7 +200,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		sw.Close()
 		return fail(err)
 	}
-	upg := &eagerUpgrader{inner: inner, psk: cfg.PSK, security: secure.ID()}
+	upg := &eagerUpgrader{inner: inner, psk: cfg.PSK, security: secure.ID(), sockets: kept}
 	// No reuseport: dials leave from ephemeral ports. A nano and its master
 	// dial each other at the same instant when a pass opens; from their
 	// listening ports the crossing SYNs become one TCP simultaneous open on
@@ -218,7 +217,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		sw.Notify(n.Notifee())
 	}
 	h := &Host{swarm: sw, mux: msmux.NewMultistreamMuxer[protocol.ID](), bus: bus,
-		cmgr: cmgr, rcmgr: rcmgr, refusals: refusals, negTimeout: cfg.NegotiationTimeout, userAgent: cfg.UserAgent, Gater: cfg.Gater}
+		cmgr: cmgr, rcmgr: rcmgr, refusals: refusals, kept: kept, negTimeout: cfg.NegotiationTimeout, userAgent: cfg.UserAgent, Gater: cfg.Gater}
 	if h.protosEmit, err = bus.Emitter(&event.EvtLocalProtocolsUpdated{}); err != nil {
 		sw.Close()
 		return fail(err)

@@ -225,6 +225,17 @@ func New(o Options) (*Node, error) {
 	if o.Master.ID != "" {
 		o.Host.Peerstore().AddAddrs(o.Master.ID, o.Master.Addrs, time.Hour*24*365)
 	}
+	// A nano that keeps to windows and its master keep their connection
+	// across planned gaps (session.go); a master reached through windows of
+	// its own (PeerPlans) does not.
+	if _, own := o.PeerPlans[o.Master.ID]; o.Roles.Has(RoleNano) && o.Master.ID != "" && o.Contact.Profile.WindowsOnly && !own {
+		o.Host.KeepAcrossGaps(o.Master.ID)
+	}
+	for p, c := range o.NanoContacts {
+		if keepsToWindows(c) {
+			o.Host.KeepAcrossGaps(p)
+		}
+	}
 	for _, ai := range append(append([]peer.AddrInfo(nil), o.Indexers...), o.Stations...) {
 		o.Host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour*24*365)
 	}
@@ -285,6 +296,9 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	if n.o.Roles.Has(RoleNano) {
 		n.loop(n.contactLoop)
+		if n.h.Kept(n.o.Master.ID) {
+			n.loop(n.sessionLoop)
+		}
 	}
 	if len(n.nanos) > 0 {
 		n.loop(n.watchNanos)

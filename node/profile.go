@@ -105,11 +105,18 @@ func (c Contact) Describe(now time.Time) string {
 // LastCall reports whether now is in the last guard interval of the current
 // window: the moment to renew the record before loss of signal.
 func (c Contact) LastCall(now time.Time) bool {
+	from, ok := c.LastCallFrom(now)
+	return ok && !now.Before(from)
+}
+
+// LastCallFrom is when the current window's last call begins, if now is in
+// a window: a loop that acts in the last call wakes then, not a tick later.
+func (c Contact) LastCallFrom(now time.Time) (time.Time, bool) {
 	if c.Plan == nil || !c.Profile.WindowsOnly {
-		return false
+		return time.Time{}, false
 	}
 	w, ok := c.Plan.Current(now, 0)
-	return ok && w.End.Sub(now) <= max(c.Profile.Guard, c.Profile.HeartbeatInterval)
+	return w.End.Add(-max(c.Profile.Guard, c.Profile.HeartbeatInterval)), ok
 }
 
 // RecordExpiry is when a record signed at now should expire. With a plan,

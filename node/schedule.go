@@ -59,6 +59,9 @@ func (n *Node) SetNanoContact(p peer.ID, c Contact) {
 	n.contactMu.Lock()
 	n.nanoContacts[p] = c
 	n.contactMu.Unlock()
+	if keepsToWindows(c) {
+		n.h.KeepAcrossGaps(p) // for its next connection (session.go)
+	}
 	n.liveness.Watch(p, n.nanoContact(p), n.o.Now())
 	n.nanoChanged(p)
 }
@@ -67,6 +70,9 @@ func (n *Node) SetNanoContact(p peer.ID, c Contact) {
 // its windows (with guard); a master to a nano only inside the nano's.
 func (n *Node) inContact(p peer.ID) bool {
 	now := n.o.Now()
+	if n.h.Kept(p) && n.keptQuiet(p, now) {
+		return false // nothing new on a kept session near LOS (session.go)
+	}
 	if n.o.Roles.Has(RoleNano) && !n.peerOpen(p, now) {
 		return false
 	}
@@ -156,7 +162,7 @@ func (n *Node) watchNanos() {
 				}
 			}
 			if open[p] && !isOpen {
-				n.h.Network().ClosePeer(p) // see contactLoop: a dead link only stalls TCP
+				n.sleepOrClose(p) // see contactLoop: a dead link only stalls TCP
 			}
 			open[p] = isOpen
 			if n.Connected(p) {

@@ -26,14 +26,19 @@ import (
 //     resource, whose own serialisation is 0.43 RTT); …_first_contact for
 //     pass 1; aos_to_first_apply_rtt: link up → that delivery applied at the
 //     ground, pass 2;
-//   - bytes_per_pass: IP bytes both directions in pass 2; nano_rss_mib.
+//   - bytes_per_pass: IP bytes both directions in pass 2; nano_rss_mib;
+//   - aos_to_first_delivery_rtt_session_lost: as aos_to_first_delivery_rtt,
+//     pass 4, after a gap in which the ground was killed and restarted (the
+//     session kept across the gap is dead; a fresh connection must take
+//     over); sessions_resumed and sessions_lost: the nano's count of kept
+//     sessions that carried a pass and of those found dead at AOS.
 //
 // Each drained pass logs its timeline (seconds after link up: deliveries
 // applied, kB carried ground→board/board→ground). Run with -benchtime 1x.
 func BenchmarkFlightBench(b *testing.B) {
 	const n, size = 60, 2000
 	for b.Loop() {
-		bn := newBench(b, benchOpts{arch: "amd64", pass: 30 * time.Second, gap: 10 * time.Second, passes: 3, lead: 12 * time.Second})
+		bn := newBench(b, benchOpts{arch: "amd64", pass: 30 * time.Second, gap: 10 * time.Second, passes: 4, lead: 12 * time.Second})
 		bn.nano.put(b, "first-contact", "", "hello")
 		firstUp := waitLinkUp(b, bn)
 		var firstContact time.Time
@@ -56,6 +61,18 @@ func BenchmarkFlightBench(b *testing.B) {
 		makeGapWork(b, bn, "both", n, size)
 		bothWays := drainPass(b, bn, 2, n)
 
+		// The ground crashes and restarts in the gap: the nano's kept
+		// session is dead, and the end of it never reached the nano (the
+		// link was down).
+		bn.ground.kill()
+		for i := range n {
+			s := fmt.Sprintf("lost-board-%d", i)
+			bn.nano.put(b, s, "", s+":"+strings.Repeat("s", max(0, size-len(s)-1)))
+		}
+		bn.ground.start(b)
+		lost := drainPass(b, bn, 3, n)
+		st := bn.nano.status(b)
+
 		rate := 64000.0 / 8
 		rtt := 2 * radio.Delay
 		b.ReportMetric(0, "ns/op")
@@ -64,6 +81,9 @@ func BenchmarkFlightBench(b *testing.B) {
 		b.ReportMetric(oneWay.firstAck.Sub(oneWay.up).Seconds()/rtt.Seconds(), "aos_to_first_delivery_rtt")
 		b.ReportMetric(oneWay.first.Sub(oneWay.up).Seconds()/rtt.Seconds(), "aos_to_first_apply_rtt")
 		b.ReportMetric(firstContact.Sub(firstUp).Seconds()/rtt.Seconds(), "aos_to_first_delivery_rtt_first_contact")
+		b.ReportMetric(lost.firstAck.Sub(lost.up).Seconds()/rtt.Seconds(), "aos_to_first_delivery_rtt_session_lost")
+		b.ReportMetric(float64(metric(st, "sessions_resumed")), "sessions_resumed")
+		b.ReportMetric(float64(metric(st, "sessions_lost")), "sessions_lost")
 		b.ReportMetric(float64(oneWay.bytes), "bytes_per_pass")
 		b.ReportMetric(rssMiB(bn.nano), "nano_rss_mib")
 		bn.nano.stop(b)

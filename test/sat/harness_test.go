@@ -197,7 +197,7 @@ func newBench(t testing.TB, o benchOpts) *bench {
 	benchSeq.n++
 	n := benchSeq.n
 	benchSeq.Unlock()
-	b := &bench{t: t, dir: t.TempDir(), linkUps: make(chan time.Time, 64)}
+	b := &bench{t: t, dir: benchDir(t), linkUps: make(chan time.Time, 64)}
 	tag := fmt.Sprintf("%d-%d", os.Getpid()%100000, n)
 	var err error
 	if b.gns, err = linkemu.NewNetns("gsat-g-" + tag); err != nil {
@@ -222,6 +222,15 @@ func newBench(t testing.TB, o benchOpts) *bench {
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
 	t.Cleanup(func() { cancel(); gt.Close(); st.Close() })
+	if os.Getenv("GARDEND_SAT_KEEP") != "" {
+		if _, err := exec.LookPath("tcpdump"); err == nil {
+			// A capture at the nano's radio, kept with the logs.
+			cap := b.sns.Command("tcpdump", "-i", "radio0", "-s", "128", "-w", filepath.Join(b.dir, "nano.pcap"))
+			if cap.Start() == nil {
+				t.Cleanup(func() { cap.Process.Signal(syscall.SIGINT); cap.Wait() })
+			}
+		}
+	}
 	b.link = linkemu.NewLink(gt, st, radio, radio, uint64(n))
 	b.link.OnChange = func(up bool, at time.Time) {
 		if up {
@@ -392,4 +401,18 @@ func expectNothingOwed(t testing.TB, ns node.Status) {
 	} else if ns.DTNEntries == 1 {
 		t.Logf("the nano holds one moderate entry: the last call's health report, for the next pass")
 	}
+}
+
+// benchDir is the bench's working directory; GARDEND_SAT_KEEP=1 keeps it
+// (daemon logs included) for a post-mortem.
+func benchDir(t testing.TB) string {
+	if os.Getenv("GARDEND_SAT_KEEP") == "" {
+		return t.TempDir()
+	}
+	d, err := os.MkdirTemp("", "gardend-sat-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("bench directory kept: %s", d)
+	return d
 }

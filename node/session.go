@@ -1,0 +1,616 @@
+package node
+
+// Kept sessions: a nano's connection to its master survives a planned gap,
+// so the next pass starts on it instead of paying TCP and Noise again (two
+// of the 3.8 round trips a pass with a backlog took to its first delivery).
+//
+// A TCP connection nothing writes to survives any silence. What writes in a
+// gap: go-libp2p's TCP keepalive (30 s), yamux's keepalive pings (30 s) and
+// go-yamux's round-trip measurement pings (every 30 s, keepalive or not).
+// All three are off on the connections between a nano and its master
+// ("kept" peers): the host builds each yamux session once the peer is known
+// (keptMuxer) and switches the socket's keepalive off.
+//
+// From the end of a window (with guard) to the next planned AOS a kept
+// connection is dormant: it tells the swarm it is closed, so no stream is
+// opened on it and a dial makes a fresh connection instead of returning it
+// (go-libp2p offers no other way to dial a connected peer). At AOS the nano
+// wakes it, tells the master at once (a wake stream) and pings it; anything
+// read on a dormant session wakes it (the master's side). The fresh dial
+// the nano's contact loop makes from the guard before AOS races it, and the
+// first to answer carries the pass: a dead kept session (the master
+// restarted, an address changed) costs what a pass cost before, never a
+// TCP retransmission timeout. Until the woken session answers, drains send
+// it one round trip's worth of bytes (probation).
+//
+// A connection that goes into a gap with bytes unacknowledged is closed,
+// not kept: TCP's retransmission timer, backed off through the gap, would
+// hold everything behind those bytes. So nothing new starts on a kept
+// session in its last three round trips before LOS (the quiet time: a
+// request, its answer, and the streams' ends), the heartbeat stream is
+// reset as it begins, and the last call's health report leaves as the last
+// call begins (fleet), ahead of the quiet time when the last call is the
+// longer.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/sec"
+	yamuxtpt "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-yamux/v5"
+	"golang.org/x/sys/unix"
+)
+
+// tcpSocket is what kept sessions need of the TCP socket under a
+// connection (*net.TCPConn; manet's wrapper keeps these methods).
+type tcpSocket interface {
+	SetKeepAlive(bool) error
+	SyscallConn() (syscall.RawConn, error)
+}
+
+// keptPeers is the set of peers whose connections survive planned gaps,
+// and the TCP socket under each connection being set up: the muxer, which
+// first knows the peer, finds the socket by the connection's addresses.
+type keptPeers struct {
+	mu      sync.Mutex
+	peers   map[peer.ID]bool
+	sockets map[string]tcpSocket // by socketKey; from accept/dial to close
+}
+
+func newKeptPeers() *keptPeers {
+	return &keptPeers{peers: map[peer.ID]bool{}, sockets: map[string]tcpSocket{}}
+}
+
+func socketKey(local, remote net.Addr) string { return local.String() + "|" + remote.String() }
+
+func (k *keptPeers) has(p peer.ID) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.peers[p]
+}
+
+// register remembers the socket under a connection until it closes
+// (protectedConn.Close).
+func (k *keptPeers) register(c net.Conn) {
+	s, ok := c.(tcpSocket)
+	if !ok {
+		return
+	}
+	k.mu.Lock()
+	k.sockets[socketKey(c.LocalAddr(), c.RemoteAddr())] = s
+	k.mu.Unlock()
+}
+
+func (k *keptPeers) unregister(c net.Conn) {
+	k.mu.Lock()
+	delete(k.sockets, socketKey(c.LocalAddr(), c.RemoteAddr()))
+	k.mu.Unlock()
+}
+
+func (k *keptPeers) socket(local, remote net.Addr) tcpSocket {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.sockets[socketKey(local, remote)]
+}
+
+// keptMuxer is yamux with one configuration per connection: go-libp2p's
+// defaults, and for kept peers no keepalive pings and no round-trip pings.
+type keptMuxer struct {
+	kept           *keptPeers
+	streamsPerConn uint32
+}
+
+var _ network.Multiplexer = (*keptMuxer)(nil)
+
+// rttNever stands for "no round-trip pings": go-yamux requires an interval.
+const rttNever = 100 * 365 * 24 * time.Hour
+
+// config is the yamux configuration of a connection to p.
+func (m *keptMuxer) config(kept bool) *yamuxtpt.Transport {
+	cfg := *yamuxtpt.DefaultTransport
+	// go-libp2p lifts yamux's cap on incoming streams and leaves it to the
+	// resource manager; a cap per connection refuses a flood before the
+	// resource manager is even asked.
+	cfg.MaxIncomingStreams = m.streamsPerConn
+	if kept {
+		cfg.EnableKeepAlive = false
+		cfg.MeasureRTTInterval = rttNever
+	}
+	return &cfg
+}
+
+func (m *keptMuxer) NewConn(nc net.Conn, isServer bool, scope network.PeerScope) (network.MuxedConn, error) {
+	sc, ok := nc.(sec.SecureConn)
+	if !ok || !m.kept.has(sc.RemotePeer()) {
+		return m.config(false).NewConn(nc, isServer, scope)
+	}
+	sock := m.kept.socket(nc.LocalAddr(), nc.RemoteAddr())
+	if sock != nil {
+		// An unanswered probe in a gap would end the connection.
+		if err := sock.SetKeepAlive(false); err != nil {
+			return nil, err
+		}
+	}
+	k := &keptSession{sock: sock}
+	mc, err := m.config(true).NewConn(&wakingConn{Conn: nc, k: k}, isServer, scope)
+	if err != nil {
+		return nil, err
+	}
+	k.MuxedConn = mc
+	return k, nil
+}
+
+// wakingConn is the secured connection under a kept session: anything read
+// from it proves the link is up and the other end holds the session (it
+// sends nothing in a gap), so a dormant session wakes. This is how the
+// master's side wakes when the nano pings at AOS, whichever connection the
+// nano's first streams then take.
+type wakingConn struct {
+	net.Conn
+	k *keptSession
+}
+
+func (c *wakingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.k.received.Add(int64(n))
+		if c.k.probation.CompareAndSwap(true, false) {
+			c.k.answered()
+		}
+		if c.k.dormant.Load() {
+			c.k.dormant.Store(false)
+		}
+	}
+	return n, err
+}
+
+// keptSession is a kept peer's muxed connection. While dormant it tells the
+// swarm it is closed: no stream is opened on it, and a dial to the peer
+// makes a fresh connection.
+type keptSession struct {
+	network.MuxedConn
+	sock     tcpSocket // nil if the transport hid it
+	dormant  atomic.Bool
+	received atomic.Int64 // bytes read from the secured connection
+	// probation: woken at AOS, nothing read since. Until the other end
+	// answers, a drain sends one round trip of the link's rate (at least
+	// one entry): a whole backlog sent into a dead session, or queued on
+	// the link ahead of a lost first segment, would delay the pass by as
+	// long as it takes to cross.
+	probation atomic.Bool
+	mu        sync.Mutex
+	answer    chan struct{} // closed when probation ends
+}
+
+// startProbation puts k on probation until the other end is heard from.
+func (k *keptSession) startProbation() {
+	k.mu.Lock()
+	k.answer = make(chan struct{})
+	k.mu.Unlock()
+	k.probation.Store(true)
+}
+
+func (k *keptSession) answered() {
+	k.mu.Lock()
+	if k.answer != nil {
+		close(k.answer)
+		k.answer = nil
+	}
+	k.mu.Unlock()
+}
+
+// heard is closed when k's probation ends (nil if it is not on probation).
+func (k *keptSession) heard() <-chan struct{} {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.answer
+}
+
+func (k *keptSession) IsClosed() bool { return k.dormant.Load() || k.MuxedConn.IsClosed() }
+
+func (k *keptSession) As(target any) bool {
+	if t, ok := target.(**keptSession); ok {
+		*t = k
+		return true
+	}
+	if as, ok := k.MuxedConn.(interface{ As(any) bool }); ok {
+		return as.As(target)
+	}
+	return false
+}
+
+// keptOf is c's kept session, nil if c is not one.
+func keptOf(c network.Conn) *keptSession {
+	var k *keptSession
+	if c.As(&k) {
+		return k
+	}
+	return nil
+}
+
+// unacked is how many segments sent on k's socket wait for an
+// acknowledgement (-1 if the socket cannot be read).
+func (k *keptSession) unacked() int {
+	info := k.tcpInfo()
+	if info == nil {
+		return -1
+	}
+	return int(info.Unacked)
+}
+
+// tcpInfo is the kernel's view of k's socket (nil if it cannot be read).
+func (k *keptSession) tcpInfo() *unix.TCPInfo {
+	if k.sock == nil {
+		return nil
+	}
+	raw, err := k.sock.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	var info *unix.TCPInfo
+	var ierr error
+	if err := raw.Control(func(fd uintptr) {
+		info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}); err != nil || ierr != nil {
+		return nil
+	}
+	return info
+}
+
+// rtt is the shortest round trip the kernel measured on k's socket (0
+// unknown): the link's own, without the time spent in its queue, which a
+// bulk drain makes many times longer.
+func (k *keptSession) rtt() time.Duration {
+	info := k.tcpInfo()
+	if info == nil || info.Min_rtt == ^uint32(0) { // all ones: no sample yet
+		return 0
+	}
+	return time.Duration(info.Min_rtt) * time.Microsecond
+}
+
+// ping checks within ctx that the other end of k answers.
+func (k *keptSession) ping(ctx context.Context) error {
+	var s *yamux.Session
+	if !k.As(&s) {
+		return errors.New("kept session: not yamux")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Ping()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// KeepAcrossGaps marks peers whose connections survive planned gaps (no TCP
+// keepalive, no yamux pings). It applies to connections made afterwards.
+func (h *Host) KeepAcrossGaps(peers ...peer.ID) {
+	h.kept.mu.Lock()
+	for _, p := range peers {
+		h.kept.peers[p] = true
+	}
+	h.kept.mu.Unlock()
+}
+
+// Kept reports whether p's connections survive planned gaps.
+func (h *Host) Kept(p peer.ID) bool { return h.kept.has(p) }
+
+// SleepSessions runs once at the end of each window with p: one quiet kept
+// connection goes dormant, the others close (one dormant since before the
+// window was not woken by it: its other end is gone; one with bytes
+// unacknowledged would stall at the next pass; one with a stream open would
+// write in the gap). It reports how many went dormant, and how many kept
+// sessions were closed for bytes unacknowledged or streams open.
+func (h *Host) SleepSessions(p peer.ID) (slept, unacked int, why string) {
+	for _, c := range h.swarm.ConnsToPeer(p) {
+		k := keptOf(c)
+		switch {
+		case k == nil || k.dormant.Load() || slept > 0:
+			c.Close()
+		case k.unacked() != 0 || len(c.GetStreams()) > 0:
+			// A stream left open would write in the gap (its end, a
+			// timeout's reset).
+			unacked++
+			why = fmt.Sprintf("unacked=%d", k.unacked())
+			for _, s := range c.GetStreams() {
+				why += fmt.Sprintf(" stream=%s/%s", s.Protocol(), s.Stat().Direction)
+			}
+			c.Close()
+		default:
+			k.dormant.Store(true)
+			slept++
+		}
+	}
+	return slept, unacked, why
+}
+
+// SessionRTT is the link's round trip as the kernel measured it on p's
+// kept connections (the shortest; 0 if none has a sample).
+func (h *Host) SessionRTT(p peer.ID) time.Duration {
+	var shortest time.Duration
+	for _, c := range h.swarm.ConnsToPeer(p) {
+		if k := keptOf(c); k != nil {
+			if r := k.rtt(); r > 0 && (shortest == 0 || r < shortest) {
+				shortest = r
+			}
+		}
+	}
+	return shortest
+}
+
+// DormantSessions are p's dormant connections (the swarm does not count
+// them as connected).
+func (h *Host) DormantSessions(p peer.ID) []network.Conn {
+	var out []network.Conn
+	for _, c := range h.swarm.ConnsToPeer(p) {
+		if k := keptOf(c); k != nil && k.dormant.Load() && !k.MuxedConn.IsClosed() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// resumeWait bounds the wait for a woken session's ping answer. The fresh
+// dial racing it is what bounds the cost of a dead session; this only frees
+// the dormant connection.
+const resumeWait = 5 * time.Second
+
+// ResumeSessions runs at a planned AOS: it wakes p's dormant connections,
+// calls ready (which may open streams on them at once), and pings them; one
+// that does not answer within resumeWait closes, and the fresh connection
+// dialled meanwhile, if any, carries on. When one answers, idle fresh
+// connections made while it slept are closed (one busy already is left to
+// finish; SleepSessions keeps one connection per peer). It reports whether there was one to wake, and whether it answered.
+func (h *Host) ResumeSessions(ctx context.Context, p peer.ID, ready func()) (found, alive bool) {
+	woken := h.DormantSessions(p)
+	if len(woken) == 0 {
+		return false, false
+	}
+	before := make([]int64, len(woken))
+	for i, c := range woken {
+		k := keptOf(c)
+		before[i] = k.received.Load()
+		k.startProbation()
+		k.dormant.Store(false)
+	}
+	ready()
+	ctx, cancel := context.WithTimeout(ctx, resumeWait)
+	defer cancel()
+	answered := map[network.Conn]bool{}
+	for i, c := range woken {
+		k := keptOf(c)
+		// Anything read since the wake answers as well as the ping: on a
+		// link whose queue is full of the pass's bulk, the pong can take
+		// longer than resumeWait.
+		if err := k.ping(ctx); err != nil && (k.MuxedConn.IsClosed() || k.received.Load() == before[i]) {
+			c.Close()
+			continue
+		}
+		answered[c] = true
+	}
+	if len(answered) == 0 {
+		return true, false
+	}
+	for _, c := range h.swarm.ConnsToPeer(p) {
+		if !answered[c] && len(c.GetStreams()) == 0 {
+			c.Close()
+		}
+	}
+	return true, true
+}
+
+// keptPhase says where now stands for a kept session under contact c:
+// asleep (from the end of a window, guard included, to the next planned
+// start) or not, and when that next changes (zero: never).
+func keptPhase(c Contact, now time.Time) (asleep bool, next time.Time) {
+	if c.Plan == nil || !c.Profile.WindowsOnly {
+		return false, time.Time{}
+	}
+	if w, ok := c.Plan.Current(now, 0); ok {
+		return false, w.End.Add(c.Profile.Guard)
+	}
+	if w, ok := c.Plan.Current(now, c.Profile.Guard); ok && !now.Before(w.End) {
+		return false, w.End.Add(c.Profile.Guard) // trailing guard: not yet asleep
+	}
+	if w, ok := c.Plan.NextStart(now); ok {
+		return true, w.Start
+	}
+	return true, time.Time{}
+}
+
+// pastLOS reports whether now is in the guard after a window's planned end:
+// nothing is written to a kept peer then, as the link may be gone and bytes
+// it does not carry would stay unacknowledged through the gap.
+func pastLOS(c Contact, now time.Time) bool {
+	if c.Plan == nil || !c.Profile.WindowsOnly {
+		return false
+	}
+	w, ok := c.Plan.Current(now, c.Profile.Guard)
+	return ok && !now.Before(w.End)
+}
+
+// quietRTTs is how many round trips before a planned LOS nothing new starts
+// on a kept session: one for a request, one for its answer, one spare, so
+// the session goes into the gap with everything acknowledged.
+const quietRTTs = 3
+
+// keptQuiet reports whether p's kept session is in its quiet time: from
+// quietRTTs round trips before the planned LOS to the end
+// of the guard.
+func (n *Node) keptQuiet(p peer.ID, now time.Time) bool {
+	from, ok := n.keptQuietFrom(p, now)
+	return ok && !now.Before(from)
+}
+
+// keptQuietFrom is when the quiet time of p's kept session begins in the
+// current window, if now is in one.
+func (n *Node) keptQuietFrom(p peer.ID, now time.Time) (time.Time, bool) {
+	c := n.keptContact(p)
+	if !n.h.Kept(p) || c.Plan == nil || !c.Profile.WindowsOnly {
+		return time.Time{}, false
+	}
+	w, ok := c.Plan.Current(now, c.Profile.Guard)
+	return w.End.Add(-quietRTTs * n.h.SessionRTT(p)), ok
+}
+
+// linkSettle is how long after a planned AOS a kept session is woken. A
+// radio link takes a moment to come up; a first segment written the very
+// instant the plan says AOS may meet a link still down, and its loss holds
+// every byte behind it for a retransmission (≥ 1 RTT). On the flight bench
+// the link comes up 1–2 ms after the planned start.
+const linkSettle = 30 * time.Millisecond
+
+// beforeAOS reports whether now is in the guard before a window's planned
+// start (or in the link's settling time after it), and when the kept
+// session wakes.
+func beforeAOS(c Contact, now time.Time) (time.Time, bool) {
+	if c.Plan == nil || !c.Profile.WindowsOnly {
+		return time.Time{}, false
+	}
+	w, ok := c.Plan.Current(now, c.Profile.Guard)
+	wake := w.Start.Add(linkSettle)
+	return wake, ok && now.Before(wake)
+}
+
+// OnProbation reports whether p's connection is a kept session woken at
+// AOS whose other end has not answered yet, and a channel closed when it
+// does.
+func (h *Host) OnProbation(p peer.ID) (bool, <-chan struct{}) {
+	for _, c := range h.swarm.ConnsToPeer(p) {
+		if k := keptOf(c); k != nil && k.probation.Load() && !k.MuxedConn.IsClosed() {
+			if heard := k.heard(); heard != nil {
+				return true, heard
+			}
+		}
+	}
+	return false, nil
+}
+
+// keepsToWindows says whether a master keeps its sessions with a nano of
+// contact c across gaps: the nano keeps to windows (a profile left unset is
+// orbital, see nanoContact).
+func keepsToWindows(c Contact) bool {
+	return c.Profile.Kind == 0 || c.Profile.WindowsOnly
+}
+
+// keptContact is the contact that governs a kept session with p.
+func (n *Node) keptContact(p peer.ID) Contact {
+	if _, nano := n.nanos[p]; nano {
+		return n.nanoContact(p)
+	}
+	return n.contact()
+}
+
+// awaitingResume reports whether p has a dormant session that the planned
+// AOS will wake: until then nothing waits on a fresh dial to p (a drain or
+// a heartbeat blocked in one would hold the pass's first messages until
+// that dial completes, seconds after the kept session is back).
+func (n *Node) awaitingResume(p peer.ID, now time.Time) (aos time.Time, ok bool) {
+	if !n.o.Roles.Has(RoleNano) || !n.h.Kept(p) {
+		return time.Time{}, false
+	}
+	aos, ok = beforeAOS(n.contact(), now)
+	return aos, ok && len(n.h.DormantSessions(p)) > 0
+}
+
+// sessionLoop runs on a nano whose master is kept: at each planned AOS it
+// wakes the dormant session and sends the pass's first messages on it, on
+// its own timer, whatever the contact loop is busy with (a fresh dial into
+// a link not up yet blocks it for seconds).
+func (n *Node) sessionLoop() {
+	master := n.o.Master.ID
+	wasAsleep := false
+	for {
+		now := n.o.Now()
+		asleep, next := keptPhase(n.contact(), now)
+		if wasAsleep && !asleep {
+			t := time.NewTimer(linkSettle)
+			select {
+			case <-n.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			n.resumeSession(master)
+		}
+		wasAsleep = asleep
+		wait := time.Minute
+		if !next.IsZero() {
+			wait = min(wait, next.Sub(now))
+		}
+		t := time.NewTimer(max(wait, time.Millisecond))
+		select {
+		case <-n.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// resumeSession wakes the dormant session to master at AOS, says so to the
+// master and starts delivering on it.
+func (n *Node) resumeSession(master peer.ID) {
+	start := time.Now()
+	defer func() { n.log.Debug("kept session: resumed", "peer", master, "took", time.Since(start)) }()
+	found, alive := n.h.ResumeSessions(n.ctx, master, func() {
+		n.loop(func() { n.wakePeer(master) }) // the master waits to hear from this nano
+		if n.store.Len(string(master)) > 0 {
+			n.store.Nudge(n.ctx, string(master))
+		}
+	})
+	switch {
+	case alive:
+		n.Metrics.Inc("sessions_resumed")
+	case found:
+		n.Metrics.Inc("sessions_lost")
+		n.log.Info("kept session to the master did not answer at AOS: a fresh connection carries the pass")
+	}
+}
+
+// probationBytes is what a drain may send to p on a woken kept session
+// before the other end answers: one round trip of the current window's
+// planned rate (0 if either is unknown: one entry).
+func (n *Node) probationBytes(p peer.ID) int {
+	c := n.keptContact(p)
+	if c.Plan == nil {
+		return 0
+	}
+	w, ok := c.Plan.Current(n.o.Now(), 0)
+	if !ok {
+		return 0
+	}
+	return int(float64(w.RateBps) / 8 * n.h.SessionRTT(p).Seconds())
+}
+
+// sleepOrClose ends a window with p, once per window: a kept peer's quiet
+// connection goes dormant, all others close (see contactLoop: a dead link
+// only stalls TCP).
+func (n *Node) sleepOrClose(p peer.ID) {
+	if !n.h.Kept(p) {
+		n.h.Network().ClosePeer(p)
+		return
+	}
+	slept, unacked, why := n.h.SleepSessions(p)
+	if slept > 0 {
+		n.Metrics.Inc("sessions_slept")
+	}
+	if unacked > 0 {
+		n.Metrics.Inc("sessions_dropped_unacked")
+		n.log.Debug("session not kept across the gap: bytes unacknowledged or a stream open at LOS", "peer", p, "why", why)
+	}
+}
