@@ -5,9 +5,9 @@ package node
 // of the 3.8 round trips a pass with a backlog took to its first delivery).
 //
 // A TCP connection nothing writes to survives any silence. What writes in a
-// gap: go-libp2p's TCP keepalive (30 s), yamux's keepalive pings (30 s) and
-// go-yamux's round-trip measurement pings (every 30 s, keepalive or not).
-// All three are off on the connections between a nano and its master
+// gap: the TCP transport's keepalive (30 s idle, host.go), yamux's
+// keepalive pings (30 s) and go-yamux's round-trip measurement pings (every
+// 30 s, keepalive or not). All three are off on the connections between a nano and its master
 // ("kept" peers): the host builds each yamux session once the peer is known
 // (keptMuxer) and switches the socket's keepalive off.
 //
