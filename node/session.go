@@ -263,6 +263,12 @@ func (k *keptSession) tcpInfo() *unix.TCPInfo {
 	}); err != nil || ierr != nil {
 		return nil
 	}
+	if info.Rtt == 0 {
+		// A connected socket always has a round-trip sample (its
+		// handshake): zeros are an answer that did not reach us
+		// (qemu-user fills the state and nothing else).
+		return nil
+	}
 	return info
 }
 
