@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -77,6 +78,9 @@ type HostConfig struct {
 	// Limits bound what peers may make this host spend (limits.go);
 	// nil: LimitsFor a ground host with no fleet size given.
 	Limits *limits.Config
+	// TCP sets each connection's socket (tcptune.go); zero: the system's.
+	TCP TCPTuning
+	Log *slog.Logger // nil: discard
 }
 
 // Host is a libp2p host.Host over one swarm: TCP, Noise, yamux, PSK. It
@@ -91,6 +95,7 @@ type Host struct {
 	cmgr       connmgr.ConnManager
 	rcmgr      network.ResourceManager
 	refusals   *limits.Refusals
+	socks      *sockets
 	negTimeout time.Duration
 	userAgent  string
 	Gater      *Gater
@@ -204,7 +209,8 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	// which both sides act as Noise initiator, and the handshake fails.
 	// Reuseport only helps NAT hole punching, which a private network with
 	// fixed ground addresses does not do.
-	tpt, err := tcp.NewTCPTransport(upg, rcmgr, nil, tcp.DisableReuseport())
+	socks := newSockets(cfg.TCP, cfg.Log)
+	tpt, err := tcp.NewTCPTransport(&tunedUpgrader{Upgrader: upg, socks: socks}, rcmgr, nil, tcp.DisableReuseport())
 	if err != nil {
 		sw.Close()
 		return fail(err)
@@ -217,7 +223,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		sw.Notify(n.Notifee())
 	}
 	h := &Host{swarm: sw, mux: msmux.NewMultistreamMuxer[protocol.ID](), bus: bus,
-		cmgr: cmgr, rcmgr: rcmgr, refusals: refusals, negTimeout: cfg.NegotiationTimeout, userAgent: cfg.UserAgent, Gater: cfg.Gater}
+		cmgr: cmgr, rcmgr: rcmgr, refusals: refusals, socks: socks, negTimeout: cfg.NegotiationTimeout, userAgent: cfg.UserAgent, Gater: cfg.Gater}
 	if h.protosEmit, err = bus.Emitter(&event.EvtLocalProtocolsUpdated{}); err != nil {
 		sw.Close()
 		return fail(err)
