@@ -44,12 +44,40 @@ func sockopt(t *testing.T, h *Host, c network.Conn, read func(fd int) error) {
 	}
 }
 
+// pacingPassesThrough reports whether SO_MAX_PACING_RATE reaches a kernel
+// that takes it. qemu-user (the cross tests) refuses the option without
+// asking the kernel; the tests then check the way gardend goes on without.
+func pacingPassesThrough(t *testing.T) bool {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	err = unix.SetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE, 1000)
+	if err != nil {
+		t.Logf("SO_MAX_PACING_RATE refused here (%v): checking that connections go on unpaced", err)
+	}
+	return err == nil
+}
+
 func TestPacingReachesTheSocketsOfBothEnds(t *testing.T) {
 	psk := testPSK(t)
 	a := newTestHost(t, softKey(t), psk)
 	b := newTestHost(t, softKey(t), psk)
 	if err := echo(t, a, b); err != nil {
 		t.Fatal(err)
+	}
+	if !pacingPassesThrough(t) {
+		if err := a.SetPacing(b.ID(), 7640); err == nil {
+			t.Error("SetPacing reported success where the option is refused")
+		}
+		if p := a.PacingOf(b.ID()); p != 0 {
+			t.Errorf("PacingOf = %d after a refusal, want 0", p)
+		}
+		if err := echo(t, a, b); err != nil {
+			t.Fatal(err)
+		}
+		return
 	}
 	for _, tc := range []struct {
 		h    *Host
@@ -192,6 +220,14 @@ func TestDrainsArePacedAtThePlannedRate(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "both deliveries", 30*time.Second, func() bool { return hasResource(master, "board") && hasResource(nn, "ground") })
+	if !pacingPassesThrough(t) {
+		for _, x := range []*tnode{nn, master} {
+			if x.Metrics.Get("pacing_refused") == 0 {
+				t.Errorf("%s: pacing refused but not counted", x.name)
+			}
+		}
+		return
+	}
 	want := uint64(64000 / 8 * pacingShare)
 	for _, end := range []struct {
 		x  *tnode
@@ -225,8 +261,18 @@ func TestSocketCountsWhatWasWritten(t *testing.T) {
 	if !ok {
 		t.Fatal("no socket state for a live connection")
 	}
-	if err := a.SetPacing(b.ID(), 50000); err != nil {
-		t.Fatal(err)
+	if before.Written == 0 {
+		// The echo wrote bytes: TCP_INFO's counters do not come through
+		// here (qemu-user), and paced drains are not gated either, since
+		// pacing itself is refused there.
+		if pacingPassesThrough(t) {
+			t.Fatal("TCP_INFO reports nothing written after an echo, yet pacing works")
+		}
+		return
+	}
+	paced := a.SetPacing(b.ID(), 50000) == nil
+	if paced != pacingPassesThrough(t) {
+		t.Fatalf("SetPacing succeeded: %v, but the option passes through: %v", paced, !paced)
 	}
 	s, err := a.NewStream(context.Background(), b.ID(), protoEcho)
 	if err != nil {
@@ -240,7 +286,7 @@ func TestSocketCountsWhatWasWritten(t *testing.T) {
 		return ok && st.Written-before.Written >= n
 	})
 	st, _ := a.Socket(c)
-	if st.Pacing != 50000 || st.Unsent < 0 || uint64(st.Unsent) > st.Written {
+	if paced && st.Pacing != 50000 || st.Unsent < 0 || uint64(st.Unsent) > st.Written {
 		t.Errorf("socket state %+v", st)
 	}
 }
