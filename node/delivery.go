@@ -301,6 +301,11 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 		return 0, fmt.Errorf("open %s: %w", proto, err)
 	}
 	defer s.Close()
+	// At the planned rate, so the link's queue stays short (tcptune.go).
+	var gate *roomGate
+	if n.pace(dest) {
+		gate = n.newRoomGate(s)
+	}
 	fl := &inflight{refs: map[uint64]dtn.Ref{}, progress: make(chan struct{}, 1)}
 	r := n.c.NewReader(s)
 	var readers sync.WaitGroup
@@ -328,6 +333,9 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 	flush := func() error {
 		if bw.Buffered() == 0 {
 			return nil
+		}
+		if gate != nil {
+			gate.flushed += uint64(bw.Buffered())
 		}
 		s.SetWriteDeadline(time.Now().Add(n.o.IOTimeout))
 		return bw.Flush()
@@ -410,6 +418,15 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 			}
 			buf = nil // look again: entries may have been queued meanwhile
 			continue
+		}
+		if gate != nil && bw.Buffered() >= gate.chunk() {
+			// Hand TCP no more than it sends soon (pacing.go).
+			if err := flush(); err != nil {
+				return sent, err
+			}
+			if err := gate.wait(); err != nil {
+				return sent, err
+			}
 		}
 		e := buf[0]
 		buf = buf[1:]
@@ -657,6 +674,7 @@ func (n *Node) serveDeliveries(s network.Stream, r *codec.FrameReader, proto str
 		return err
 	}
 	n.liveness.Seen(from, n.o.Now())
+	defer n.inbound.add(from)()
 	// Acks are written through a buffer and flushed when no further
 	// delivery is in hand: a drain's acks then share segments and frames
 	// instead of costing ~100 bytes of headers each on the way back.

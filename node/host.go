@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -81,6 +82,9 @@ type HostConfig struct {
 	// Limits bound what peers may make this host spend (limits.go);
 	// nil: LimitsFor a ground host with no fleet size given.
 	Limits *limits.Config
+	// TCP sets each connection's socket (tcptune.go); zero: the system's.
+	TCP TCPTuning
+	Log *slog.Logger // nil: discard
 }
 
 // Host is a libp2p host.Host over one swarm: TCP, Noise, yamux, PSK. It
@@ -96,6 +100,7 @@ type Host struct {
 	rcmgr      network.ResourceManager
 	refusals   *limits.Refusals
 	kept       *keptPeers // peers whose sessions survive planned gaps
+	socks      *sockets   // each connection's TCP socket, paced (tcptune.go)
 	negTimeout time.Duration
 	userAgent  string
 	Gater      *Gater
@@ -207,7 +212,8 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	// which both sides act as Noise initiator, and the handshake fails.
 	// Reuseport only helps NAT hole punching, which a private network with
 	// fixed ground addresses does not do.
-	tpt := &tcpTransport{upg: upg, rcmgr: rcmgr, connectTimeout: tcpConnectTimeout,
+	socks := newSockets(cfg.TCP, cfg.Log)
+	tpt := &tcpTransport{upg: &tunedUpgrader{Upgrader: upg, socks: socks}, rcmgr: rcmgr, connectTimeout: tcpConnectTimeout,
 		dialable: mafmt.And(mafmt.IP, mafmt.Base(ma.P_TCP))}
 	if err := sw.AddTransport(tpt); err != nil {
 		sw.Close()
@@ -217,7 +223,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		sw.Notify(n.Notifee())
 	}
 	h := &Host{swarm: sw, mux: msmux.NewMultistreamMuxer[protocol.ID](), bus: bus,
-		cmgr: cmgr, rcmgr: rcmgr, refusals: refusals, kept: kept, negTimeout: cfg.NegotiationTimeout, userAgent: cfg.UserAgent, Gater: cfg.Gater}
+		cmgr: cmgr, rcmgr: rcmgr, refusals: refusals, kept: kept, socks: socks, negTimeout: cfg.NegotiationTimeout, userAgent: cfg.UserAgent, Gater: cfg.Gater}
 	if h.protosEmit, err = bus.Emitter(&event.EvtLocalProtocolsUpdated{}); err != nil {
 		sw.Close()
 		return fail(err)

@@ -177,6 +177,8 @@ type Node struct {
 
 	heartbeatEvery atomic.Int64 // ns; Options.HeartbeatInterval, changed by SetContact
 
+	inbound inboundDrains // peers draining to this node now (pacing.go)
+
 	deliveryMu sync.Mutex
 	draining   map[peer.ID]chan struct{} // destinations being drained → "more was queued"
 	kick       chan struct{}             // a drain ended with work signalled: look again
@@ -287,6 +289,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	n.h.SetPacingPolicy(func(p peer.ID) uint64 { return n.pacingFor(p, n.o.Now()) })
 	n.loop(func() { n.watchConnections(sub) })
 	n.loop(n.deliveryLoop)
 	for _, ai := range n.o.Indexers {

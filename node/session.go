@@ -63,14 +63,14 @@ type tcpSocket interface {
 type keptPeers struct {
 	mu      sync.Mutex
 	peers   map[peer.ID]bool
-	sockets map[string]tcpSocket // by socketKey; from accept/dial to close
+	sockets map[string]tcpSocket // by netSocketKey; from accept/dial to close
 }
 
 func newKeptPeers() *keptPeers {
 	return &keptPeers{peers: map[peer.ID]bool{}, sockets: map[string]tcpSocket{}}
 }
 
-func socketKey(local, remote net.Addr) string { return local.String() + "|" + remote.String() }
+func netSocketKey(local, remote net.Addr) string { return local.String() + "|" + remote.String() }
 
 func (k *keptPeers) has(p peer.ID) bool {
 	k.mu.Lock()
@@ -86,20 +86,20 @@ func (k *keptPeers) register(c net.Conn) {
 		return
 	}
 	k.mu.Lock()
-	k.sockets[socketKey(c.LocalAddr(), c.RemoteAddr())] = s
+	k.sockets[netSocketKey(c.LocalAddr(), c.RemoteAddr())] = s
 	k.mu.Unlock()
 }
 
 func (k *keptPeers) unregister(c net.Conn) {
 	k.mu.Lock()
-	delete(k.sockets, socketKey(c.LocalAddr(), c.RemoteAddr()))
+	delete(k.sockets, netSocketKey(c.LocalAddr(), c.RemoteAddr()))
 	k.mu.Unlock()
 }
 
 func (k *keptPeers) socket(local, remote net.Addr) tcpSocket {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.sockets[socketKey(local, remote)]
+	return k.sockets[netSocketKey(local, remote)]
 }
 
 // keptMuxer is yamux with one configuration per connection: go-libp2p's

@@ -193,7 +193,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 	}
 	limits := node.LimitsFor(opts.Roles, len(opts.Nanos)+cfg.Indexer.MaxSessions)
 	if d.host, err = node.NewHost(node.HostConfig{Key: key, PSK: psk, Listen: listen, UserAgent: "gardend/" + version, Bandwidth: tune.bandwidth,
-		Identify: opts.DHT && opts.Roles.Has(node.RoleIndexer), Limits: &limits}); err != nil {
+		Identify: opts.DHT && opts.Roles.Has(node.RoleIndexer), Limits: &limits, TCP: node.FlightTCP(), Log: log}); err != nil {
 		return nil, err
 	}
 	opts.Host = d.host

@@ -1,0 +1,188 @@
+package node
+
+import (
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// pacingShare is the part of a window's planned rate (bits on the air) that
+// a connection's TCP payload is paced at: the kernel paces payload bytes,
+// and each 1448-byte segment costs 52 bytes more of IPv4, TCP and timestamp
+// headers (1448/1500 = 0.965); the rest is room for retransmissions and
+// the other direction's acknowledgements, so that the link's queue stays
+// empty rather than slowly filling. Flight bench: README.
+const pacingShare = 0.955
+
+// pacingFor is the rate, in bytes of TCP payload per second, at which this
+// node sends to p now: pacingShare of the planned rate of the window that
+// joins them, or 0 (no cap) when no plan gives one.
+func (n *Node) pacingFor(p peer.ID, now time.Time) uint64 {
+	rate := n.plannedRate(p, now)
+	return uint64(float64(rate) / 8 * pacingShare)
+}
+
+// plannedRate is the rate (bits/s) of the current window between this node
+// and p: on a nano, of its own plan's window (a station's window when p has
+// its own plan); on the ground, of the nano p's plan. 0 when p is not
+// behind a planned link or the plan does not say.
+func (n *Node) plannedRate(p peer.ID, now time.Time) uint64 {
+	var c Contact
+	if n.o.Roles.Has(RoleNano) {
+		c = n.contact()
+		if pp, ok := n.peerPlans()[p]; ok && pp != nil {
+			if w, ok := pp.Current(now, c.Profile.Guard); ok && w.RateBps > 0 {
+				return w.RateBps
+			}
+		}
+	} else {
+		n.contactMu.RLock()
+		nc, ok := n.nanoContacts[p]
+		n.contactMu.RUnlock()
+		if !ok {
+			return 0
+		}
+		c = nc
+	}
+	if c.Plan == nil {
+		return 0
+	}
+	w, ok := c.Plan.Current(now, c.Profile.Guard)
+	if !ok {
+		return 0
+	}
+	return w.RateBps
+}
+
+// pace sets the pacing of the connections to p from the plan, before a
+// drain writes to them, and reports whether they are paced. A refusal (a
+// kernel without the option) is logged once by the host and the drain goes
+// on unpaced.
+func (n *Node) pace(p peer.ID) bool {
+	rate := n.pacingFor(p, n.o.Now())
+	if err := n.h.SetPacing(p, rate); err != nil {
+		n.Metrics.Inc("pacing_refused")
+		return false
+	}
+	return rate > 0
+}
+
+// A paced drain's writes wait below the drain, in yamux's queue and the
+// socket, until TCP sends them at the paced rate. Left alone, a drain hands
+// its whole window to the stream at once (120 kB on the flight bench, 15 s
+// of link): the acks this side owes the peer's own drain then wait behind
+// all of it (the first ack of a two-way drain came back after 31 round
+// trips), and a yamux frame that cannot enter the full socket within its
+// 10 s write timeout kills the connection, and the pass with it (seen on
+// the flight bench with pacing alone). So a paced drain writes in chunks
+// and, before each, waits until what it wrote and TCP has not sent is down
+// to a little: a quarter of a second of the paced rate (at least three
+// segments, so that TCP always has full segments to send) while the peer
+// drains to this node too and acks are owed, otherwise two buffers' worth.
+// The chunks are smaller while acks are owed: the peer acks each chunk it
+// applies, so small chunks cost ack packets, worth it only then.
+const (
+	pacedChunk     = 3 * 1448 // while the peer drains to this node
+	pacedChunkSolo = 14 << 10 // otherwise, about the 16 kB write buffer
+)
+
+// roomGate holds a paced drain. What the drain wrote may still be in
+// yamux's queue, out of TCP's sight: it counts as unsent until the socket
+// has taken as many bytes.
+type roomGate struct {
+	n       *Node
+	conn    network.Conn
+	base    uint64 // the socket's written count when the drain began
+	flushed uint64 // bytes the drain has flushed since
+}
+
+func (n *Node) newRoomGate(s network.Stream) *roomGate {
+	st, ok := n.h.Socket(s.Conn())
+	if !ok || st.Pacing == 0 {
+		return nil
+	}
+	return &roomGate{n: n, conn: s.Conn(), base: st.Written}
+}
+
+// acksOwed says whether the peer drains to this node now.
+func (g *roomGate) acksOwed() bool { return g.n.inbound.from(g.conn.RemotePeer()) }
+
+// chunk is how much the drain buffers before it writes and waits.
+func (g *roomGate) chunk() int {
+	if g.acksOwed() {
+		return pacedChunk
+	}
+	return pacedChunkSolo
+}
+
+// wait returns once the backlog below the drain is small enough.
+func (g *roomGate) wait() error {
+	for {
+		st, ok := g.n.h.Socket(g.conn)
+		if !ok || st.Pacing == 0 {
+			return nil
+		}
+		queued, room := gateBacklog(st, g.base, g.flushed), gateRoom(st.Pacing, g.acksOwed())
+		if queued <= room {
+			return nil
+		}
+		d := time.Duration(float64(queued-room) / float64(st.Pacing) * float64(time.Second))
+		t := time.NewTimer(min(max(d, 20*time.Millisecond), 500*time.Millisecond))
+		select {
+		case <-t.C:
+		case <-g.n.ctx.Done():
+			t.Stop()
+			return g.n.ctx.Err()
+		}
+	}
+}
+
+// gateBacklog is what a drain has written that TCP has not sent: unsent in
+// the socket, plus what it flushed that the socket has not taken yet.
+func gateBacklog(st SocketState, base, flushed uint64) int {
+	queued := st.Unsent
+	if taken := st.Written - base; taken < flushed {
+		queued += int(flushed - taken)
+	}
+	return queued
+}
+
+// gateRoom is the backlog a paced drain may leave below itself.
+func gateRoom(pacing uint64, acksOwed bool) int {
+	if !acksOwed {
+		return 2 * pacedChunkSolo
+	}
+	return max(pacedChunk, int(pacing/4))
+}
+
+// inboundDrains counts the delivery streams each peer has open to this
+// node: while one is open, this node owes that peer acks.
+type inboundDrains struct {
+	mu sync.Mutex
+	n  map[peer.ID]int
+}
+
+// add counts one more stream from p; the function returned uncounts it.
+func (d *inboundDrains) add(p peer.ID) func() {
+	d.mu.Lock()
+	if d.n == nil {
+		d.n = map[peer.ID]int{}
+	}
+	d.n[p]++
+	d.mu.Unlock()
+	return func() {
+		d.mu.Lock()
+		if d.n[p]--; d.n[p] <= 0 {
+			delete(d.n, p)
+		}
+		d.mu.Unlock()
+	}
+}
+
+func (d *inboundDrains) from(p peer.ID) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.n[p] > 0
+}

@@ -1,0 +1,324 @@
+package node
+
+// This file reaches under libp2p to the TCP socket of each connection, to
+// keep a slow radio link's queue short. A pass shares one connection both
+// ways: each side's TCP acknowledgements ride on its data segments, so
+// whatever waits in the link's queue in one direction delays the other
+// direction's acknowledgements, and with them its sending. Congestion
+// control keeps about one round trip of data queued (BBR's start-up phase,
+// which a pass never leaves, three), so two drains at once see round trips
+// of 2-3 s instead of 0.6 s, and BBR's periodic probe for the minimum round
+// trip then holds the window at four segments for a whole (inflated) round
+// trip. Pacing each connection at the link's planned rate keeps the queue
+// empty instead (flight bench: README). The sockets are found through the
+// upgrader, which sees each raw connection, dialled or accepted, before
+// the handshake hides it; options are applied per connection, never
+// system-wide, and an option the kernel does not offer is logged once and
+// left alone.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/transport"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+	"golang.org/x/sys/unix"
+)
+
+// TCPTuning is how a host sets the TCP socket of each new connection. The
+// zero value leaves the system's settings.
+type TCPTuning struct {
+	// Congestion names congestion controls (TCP_CONGESTION) to try in
+	// order, e.g. "cubic", "reno"; none: the system's default. An
+	// unprivileged process may only pick one listed in
+	// net.ipv4.tcp_allowed_congestion_control (reno always is).
+	Congestion []string
+	// NotSentLowat bounds the bytes written but not yet sent that a socket
+	// holds before a write blocks (TCP_NOTSENT_LOWAT); 0: the system's.
+	NotSentLowat int
+}
+
+// FlightTCP is the tuning gardend runs with. Its connections to peers
+// behind a planned link are paced at the plan's rate (pacing.go), which
+// keeps the link's queue empty; a loss-driven congestion control then only
+// has to keep its window above what the pacing lets out. BBR, the default
+// of some kernels, does worse there: it never leaves its start-up phase in
+// a pass, and every 10 s without a lower round trip it cuts its window to
+// four segments for a round trip (flight bench, both ways: 0.84-0.89 with
+// BBR and pacing, 0.90-0.92 with cubic or reno and pacing). Reno is always
+// built in and allowed.
+func FlightTCP() TCPTuning { return TCPTuning{Congestion: []string{"cubic", "reno"}} }
+
+// sockets are the TCP sockets under a host's connections, by their
+// addresses, so that an option can be changed on a connection after its
+// handshake (the pacing rate, per peer). Entries of closed sockets go when
+// a new one comes.
+type sockets struct {
+	tune TCPTuning
+	log  *slog.Logger
+
+	policy atomic.Pointer[func(peer.ID) uint64] // pacing of a new connection to a peer
+
+	mu     sync.Mutex
+	byAddr map[string]*socket
+	warned map[string]bool // options the kernel refused, logged once each
+}
+
+// addressed is a connection as the registry knows it: by its addresses.
+type addressed interface {
+	LocalMultiaddr() ma.Multiaddr
+	RemoteMultiaddr() ma.Multiaddr
+}
+
+type socket struct {
+	raw    syscall.RawConn
+	pacing uint64 // bytes/s last set; 0: none
+}
+
+func newSockets(tune TCPTuning, log *slog.Logger) *sockets {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &sockets{tune: tune, log: log, byAddr: map[string]*socket{}, warned: map[string]bool{}}
+}
+
+func socketKey(local, remote ma.Multiaddr) string { return local.String() + " " + remote.String() }
+
+// add sets the tuning on a new connection's socket and remembers it.
+func (ss *sockets) add(c manet.Conn) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return // not a TCP socket (tests may hand other conns)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	if len(ss.tune.Congestion) > 0 {
+		ss.set(raw, "congestion control "+strings.Join(ss.tune.Congestion, " or "), func(fd int) (err error) {
+			for _, cc := range ss.tune.Congestion {
+				if err = unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, cc); err == nil {
+					return nil
+				}
+			}
+			return err
+		})
+	}
+	if ss.tune.NotSentLowat > 0 {
+		ss.set(raw, "TCP_NOTSENT_LOWAT", func(fd int) error {
+			return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, ss.tune.NotSentLowat)
+		})
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for k, s := range ss.byAddr {
+		if s.raw.Control(func(uintptr) {}) != nil { // closed
+			delete(ss.byAddr, k)
+		}
+	}
+	ss.byAddr[socketKey(c.LocalMultiaddr(), c.RemoteMultiaddr())] = &socket{raw: raw}
+}
+
+// set applies one option; a refusal is logged once per option, and the
+// connection goes on without it.
+func (ss *sockets) set(raw syscall.RawConn, what string, apply func(fd int) error) bool {
+	var err error
+	if cerr := raw.Control(func(fd uintptr) { err = apply(int(fd)) }); cerr != nil {
+		return false // the socket closed meanwhile
+	}
+	if err == nil {
+		return true
+	}
+	ss.mu.Lock()
+	first := !ss.warned[what]
+	ss.warned[what] = true
+	ss.mu.Unlock()
+	if first {
+		ss.log.Warn("TCP option not available here; connections go on without it", "option", what, "err", err)
+	}
+	return false
+}
+
+// pace caps the sending rate of the sockets under conns at bytesPerSec
+// (SO_MAX_PACING_RATE; 0: no cap). It reports whether every socket found
+// took it.
+func (ss *sockets) pace(conns []addressed, bytesPerSec uint64) bool {
+	ok := true
+	for _, c := range conns {
+		ss.mu.Lock()
+		s := ss.byAddr[socketKey(c.LocalMultiaddr(), c.RemoteMultiaddr())]
+		ss.mu.Unlock()
+		if s == nil || s.pacing == bytesPerSec {
+			continue
+		}
+		v := bytesPerSec
+		if v == 0 {
+			v = ^uint64(0) // the kernel's "unlimited"
+		}
+		if ss.set(s.raw, "SO_MAX_PACING_RATE", func(fd int) error {
+			return unix.SetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE, v)
+		}) {
+			ss.mu.Lock()
+			s.pacing = bytesPerSec
+			ss.mu.Unlock()
+		} else {
+			ok = false
+		}
+	}
+	return ok
+}
+
+// SetPacing caps the rate at which this host sends to p, over every
+// connection to p, at bytesPerSec of TCP payload (0 lifts the cap). The
+// kernel paces each segment out at that rate instead of in bursts as fast
+// as the congestion window allows. An error says the kernel would not.
+func (h *Host) SetPacing(p peer.ID, bytesPerSec uint64) error {
+	var conns []addressed
+	for _, c := range h.swarm.ConnsToPeer(p) {
+		conns = append(conns, c)
+	}
+	if !h.socks.pace(conns, bytesPerSec) {
+		return errors.New("host: SO_MAX_PACING_RATE refused")
+	}
+	return nil
+}
+
+// SetPacingPolicy gives the pacing (bytes/s, 0: none) of each new
+// connection, by peer, once its handshake names the peer; SetPacing changes
+// it later (a new window on a kept connection).
+func (h *Host) SetPacingPolicy(rate func(p peer.ID) uint64) { h.socks.policy.Store(&rate) }
+
+// paceNew paces a new connection as the policy says.
+func (ss *sockets) paceNew(c transport.CapableConn) {
+	if f := ss.policy.Load(); f != nil {
+		if v := (*f)(c.RemotePeer()); v > 0 {
+			ss.pace([]addressed{c}, v)
+		}
+	}
+}
+
+// SocketState is what TCP holds of one connection's writes.
+type SocketState struct {
+	Written uint64 // bytes written to the socket since it opened
+	Unsent  int    // of which TCP has not sent yet
+	Pacing  uint64 // the pacing cap set (bytes/s); 0: none
+}
+
+// Socket reports the state of the TCP socket under c; ok is false when
+// none is known (not TCP, or closed).
+func (h *Host) Socket(c network.Conn) (st SocketState, ok bool) {
+	h.socks.mu.Lock()
+	s := h.socks.byAddr[socketKey(c.LocalMultiaddr(), c.RemoteMultiaddr())]
+	h.socks.mu.Unlock()
+	if s == nil {
+		return st, false
+	}
+	var info *unix.TCPInfo
+	var err error
+	if s.raw.Control(func(fd uintptr) { info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }) != nil || err != nil {
+		return st, false
+	}
+	h.socks.mu.Lock()
+	st.Pacing = s.pacing
+	h.socks.mu.Unlock()
+	// Sent once (retransmissions apart), plus not sent yet.
+	st.Written = info.Bytes_sent - info.Bytes_retrans + uint64(info.Notsent_bytes)
+	st.Unsent = int(info.Notsent_bytes)
+	return st, true
+}
+
+// PacingOf reports the pacing cap set on the connections to p (the first
+// found; 0: none), for tests and status.
+func (h *Host) PacingOf(p peer.ID) uint64 {
+	for _, c := range h.swarm.ConnsToPeer(p) {
+		h.socks.mu.Lock()
+		s := h.socks.byAddr[socketKey(c.LocalMultiaddr(), c.RemoteMultiaddr())]
+		h.socks.mu.Unlock()
+		if s != nil {
+			return s.pacing
+		}
+	}
+	return 0
+}
+
+// socketPacing reads the kernel's current pacing cap of the socket under
+// c, for tests: what the kernel holds, not what was asked.
+func (h *Host) socketPacing(c network.Conn) (uint64, error) {
+	h.socks.mu.Lock()
+	s := h.socks.byAddr[socketKey(c.LocalMultiaddr(), c.RemoteMultiaddr())]
+	h.socks.mu.Unlock()
+	if s == nil {
+		return 0, fmt.Errorf("no socket known for %s", c.RemoteMultiaddr())
+	}
+	var v uint64
+	var err error
+	if cerr := s.raw.Control(func(fd uintptr) {
+		var n int
+		n, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE)
+		v = uint64(uint32(n))
+	}); cerr != nil {
+		return 0, cerr
+	}
+	return v, err
+}
+
+// tunedUpgrader hands each raw connection to the socket registry before
+// the wrapped upgrader (PSK, handshake) takes it.
+type tunedUpgrader struct {
+	transport.Upgrader
+	socks *sockets
+}
+
+func (u *tunedUpgrader) Upgrade(ctx context.Context, t transport.Transport, c manet.Conn, dir network.Direction, p peer.ID, scope network.ConnManagementScope) (transport.CapableConn, error) {
+	u.socks.add(c)
+	cc, err := u.Upgrader.Upgrade(ctx, t, c, dir, p, scope)
+	if err == nil {
+		u.socks.paceNew(cc)
+	}
+	return cc, err
+}
+
+func (u *tunedUpgrader) UpgradeListener(t transport.Transport, l manet.Listener) transport.Listener {
+	return u.UpgradeGatedMaListener(t, u.Upgrader.GateMaListener(l))
+}
+
+func (u *tunedUpgrader) UpgradeGatedMaListener(t transport.Transport, l transport.GatedMaListener) transport.Listener {
+	l = &registeringListener{GatedMaListener: l, socks: u.socks}
+	return &pacedListener{Listener: u.Upgrader.UpgradeGatedMaListener(t, l), socks: u.socks}
+}
+
+// pacedListener paces each accepted connection once its peer is known.
+type pacedListener struct {
+	transport.Listener
+	socks *sockets
+}
+
+func (l *pacedListener) Accept() (transport.CapableConn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.socks.paceNew(c)
+	}
+	return c, err
+}
+
+type registeringListener struct {
+	transport.GatedMaListener
+	socks *sockets
+}
+
+func (l *registeringListener) Accept() (manet.Conn, network.ConnManagementScope, error) {
+	c, scope, err := l.GatedMaListener.Accept()
+	if err == nil {
+		l.socks.add(c)
+	}
+	return c, scope, err
+}
