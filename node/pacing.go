@@ -62,11 +62,24 @@ func (n *Node) plannedRate(p peer.ID, now time.Time) uint64 {
 // on unpaced.
 func (n *Node) pace(p peer.ID) bool {
 	rate := n.pacingFor(p, n.o.Now())
-	if err := n.h.SetPacing(p, rate); err != nil {
+	if err := n.h.SetPacing(p, n.pacingNow(p, rate)); err != nil {
 		n.Metrics.Inc("pacing_refused")
 		return false
 	}
 	return rate > 0
+}
+
+// pacingNow is the pacing of a drain to p whose planned rate is rate: that
+// rate while p drains to this node too, none otherwise. Pacing keeps the
+// link's queue short so that the acknowledgements each side owes the other
+// do not wait behind bulk; a drain alone on the link has no acks waiting
+// behind it (they travel the other way) and would only lose the share
+// pacing leaves unused.
+func (n *Node) pacingNow(p peer.ID, rate uint64) uint64 {
+	if n.inbound.from(p) {
+		return rate
+	}
+	return 0
 }
 
 // A paced drain's writes wait below the drain, in yamux's queue and the
@@ -94,16 +107,18 @@ const (
 type roomGate struct {
 	n       *Node
 	conn    network.Conn
+	rate    uint64 // the planned rate's pacing (bytes/s)
 	base    uint64 // the socket's written count when the drain began
 	flushed uint64 // bytes the drain has flushed since
 }
 
 func (n *Node) newRoomGate(s network.Stream) *roomGate {
+	rate := n.pacingFor(s.Conn().RemotePeer(), n.o.Now())
 	st, ok := n.h.Socket(s.Conn())
-	if !ok || st.Pacing == 0 {
+	if !ok || rate == 0 {
 		return nil
 	}
-	return &roomGate{n: n, conn: s.Conn(), base: st.Written}
+	return &roomGate{n: n, conn: s.Conn(), rate: rate, base: st.Written}
 }
 
 // acksOwed says whether the peer drains to this node now.
@@ -121,14 +136,20 @@ func (g *roomGate) chunk() int {
 func (g *roomGate) wait() error {
 	for {
 		st, ok := g.n.h.Socket(g.conn)
-		if !ok || st.Pacing == 0 {
+		if !ok {
 			return nil
 		}
-		queued, room := gateBacklog(st, g.base, g.flushed), gateRoom(st.Pacing, g.acksOwed())
+		// Paced while the peer drains to this node, not otherwise: it may
+		// have begun or ended since the last chunk (a refusal was counted
+		// when the drain began).
+		if want := g.n.pacingNow(g.conn.RemotePeer(), g.rate); want != st.Pacing {
+			g.n.h.SetPacing(g.conn.RemotePeer(), want)
+		}
+		queued, room := gateBacklog(st, g.base, g.flushed), gateRoom(g.rate, g.acksOwed())
 		if queued <= room {
 			return nil
 		}
-		d := time.Duration(float64(queued-room) / float64(st.Pacing) * float64(time.Second))
+		d := time.Duration(float64(queued-room) / float64(g.rate) * float64(time.Second))
 		t := time.NewTimer(min(max(d, 20*time.Millisecond), 500*time.Millisecond))
 		select {
 		case <-t.C:

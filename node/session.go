@@ -592,15 +592,7 @@ func (n *Node) resumeSession(master peer.ID) {
 // before the other end answers: one round trip of the current window's
 // planned rate (0 if either is unknown: one entry).
 func (n *Node) probationBytes(p peer.ID) int {
-	c := n.keptContact(p)
-	if c.Plan == nil {
-		return 0
-	}
-	w, ok := c.Plan.Current(n.o.Now(), 0)
-	if !ok {
-		return 0
-	}
-	return int(float64(w.RateBps) / 8 * n.h.SessionRTT(p).Seconds())
+	return int(float64(n.plannedRate(p, n.o.Now())) / 8 * n.h.SessionRTT(p).Seconds())
 }
 
 // sleepOrClose ends a window with p, once per window: a kept peer's quiet

@@ -9,7 +9,8 @@ package node
 // which a pass never leaves, three), so two drains at once see round trips
 // of 2-3 s instead of 0.6 s, and BBR's periodic probe for the minimum round
 // trip then holds the window at four segments for a whole (inflated) round
-// trip. Pacing each connection at the link's planned rate keeps the queue
+// trip. Pacing each connection at the link's planned rate while both sides drain
+// (a drain alone is not paced: nothing waits behind it) keeps the queue
 // empty instead (flight bench: README). The sockets are found through the
 // upgrader, which sees each raw connection, dialled or accepted, before
 // the handshake hides it; options are applied per connection, never

@@ -223,14 +223,30 @@ func TestDrainsArePacedAtThePlannedRate(t *testing.T) {
 		x  *tnode
 		to peer.ID
 	}{{nn, master.ID()}, {master, nn.ID()}} {
-		// Both may have dialled at once: every connection is paced.
-		for _, c := range end.x.host.Network().ConnsToPeer(end.to) {
-			got, err := end.x.host.socketPacing(c)
-			if err != nil {
-				t.Fatal(err)
+		// A drain is paced while the peer drains to this node too, and
+		// not when it is alone on the link. Both may have dialled at once:
+		// every connection follows.
+		undo := end.x.inbound.add(end.to)
+		for _, twoWay := range []bool{true, false} {
+			if !twoWay {
+				undo()
+				// The peer's own drain stream may linger a moment.
+				eventually(t, "the peer's drain ended", 30*time.Second, func() bool { return !end.x.inbound.from(end.to) })
 			}
-			if got != want {
-				t.Errorf("%s: the socket is paced at %d B/s, want %d", end.x.name, got, want)
+			if !end.x.pace(end.to) {
+				t.Fatalf("%s: pace reports no planned rate", end.x.name)
+			}
+			for _, c := range end.x.host.Network().ConnsToPeer(end.to) {
+				got, err := end.x.host.socketPacing(c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if twoWay && got != want {
+					t.Errorf("%s, both ways: the socket is paced at %d B/s, want %d", end.x.name, got, want)
+				}
+				if !twoWay && got < want*1000 {
+					t.Errorf("%s, one way: the socket is paced at %d B/s, want no cap", end.x.name, got)
+				}
 			}
 		}
 	}
