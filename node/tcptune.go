@@ -39,7 +39,8 @@ import (
 // zero value leaves the system's settings.
 type TCPTuning struct {
 	// Congestion names congestion controls (TCP_CONGESTION) to try in
-	// order, e.g. "cubic", "reno"; none: the system's default. An
+	// order, e.g. "cubic", "reno", while a socket is paced; none: the
+	// system's default. An unpaced socket keeps the system's default. An
 	// unprivileged process may only pick one listed in
 	// net.ipv4.tcp_allowed_congestion_control (reno always is).
 	Congestion []string
@@ -56,7 +57,10 @@ type TCPTuning struct {
 // a pass, and every 10 s without a lower round trip it cuts its window to
 // four segments for a round trip (flight bench, both ways: 0.84-0.89 with
 // BBR and pacing, 0.90-0.92 with cubic or reno and pacing). Reno is always
-// built in and allowed.
+// built in and allowed. A drain alone on the link is not paced and keeps
+// the system's congestion control: unpaced, cubic fills the link's queue
+// and a loss at the end of a drain then waits out a retransmission timeout
+// sized from that queue (a 6 s tail seen on the flight bench, one way).
 func FlightTCP() TCPTuning { return TCPTuning{Congestion: []string{"cubic", "reno"}} }
 
 // sockets are the TCP sockets under a host's connections, by their
@@ -83,6 +87,7 @@ type addressed interface {
 type socket struct {
 	raw    syscall.RawConn
 	pacing uint64 // bytes/s last set; 0: none
+	native string // the congestion control it was born with ("": unknown)
 }
 
 func newSockets(tune TCPTuning, log *slog.Logger) *sockets {
@@ -104,16 +109,8 @@ func (ss *sockets) add(c manet.Conn) {
 	if err != nil {
 		return
 	}
-	if len(ss.tune.Congestion) > 0 {
-		ss.set(raw, "congestion control "+strings.Join(ss.tune.Congestion, " or "), func(fd int) (err error) {
-			for _, cc := range ss.tune.Congestion {
-				if err = unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, cc); err == nil {
-					return nil
-				}
-			}
-			return err
-		})
-	}
+	var native string
+	raw.Control(func(fd uintptr) { native, _ = unix.GetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION) })
 	if ss.tune.NotSentLowat > 0 {
 		ss.set(raw, "TCP_NOTSENT_LOWAT", func(fd int) error {
 			return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, ss.tune.NotSentLowat)
@@ -126,7 +123,7 @@ func (ss *sockets) add(c manet.Conn) {
 			delete(ss.byAddr, k)
 		}
 	}
-	ss.byAddr[socketKey(c.LocalMultiaddr(), c.RemoteMultiaddr())] = &socket{raw: raw}
+	ss.byAddr[socketKey(c.LocalMultiaddr(), c.RemoteMultiaddr())] = &socket{raw: raw, native: native}
 }
 
 // set applies one option; a refusal is logged once per option, and the
@@ -147,6 +144,28 @@ func (ss *sockets) set(raw syscall.RawConn, what string, apply func(fd int) erro
 		ss.log.Warn("TCP option not available here; connections go on without it", "option", what, "err", err)
 	}
 	return false
+}
+
+// congestion sets the tuned congestion control on a socket about to be
+// paced, and gives an unpaced one back its own.
+func (ss *sockets) congestion(s *socket, paced bool) {
+	if len(ss.tune.Congestion) == 0 {
+		return
+	}
+	if !paced {
+		if s.native != "" {
+			s.raw.Control(func(fd uintptr) { unix.SetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION, s.native) })
+		}
+		return
+	}
+	ss.set(s.raw, "congestion control "+strings.Join(ss.tune.Congestion, " or "), func(fd int) (err error) {
+		for _, cc := range ss.tune.Congestion {
+			if err = unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, cc); err == nil {
+				return nil
+			}
+		}
+		return err
+	})
 }
 
 // pace caps the sending rate of the sockets under conns at bytesPerSec
@@ -171,6 +190,7 @@ func (ss *sockets) pace(conns []addressed, bytesPerSec uint64) bool {
 			ss.mu.Lock()
 			s.pacing = bytesPerSec
 			ss.mu.Unlock()
+			ss.congestion(s, bytesPerSec > 0)
 		} else {
 			ok = false
 		}

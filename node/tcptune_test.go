@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,10 +138,36 @@ func TestTCPTuningIsSetOnDialledAndAcceptedSockets(t *testing.T) {
 			lowat, err = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT)
 			return err
 		})
-		if cc != "reno" || lowat != 16<<10 {
-			t.Errorf("%s socket: congestion %q, notsent lowat %d; want reno, %d", name, cc, lowat, 16<<10)
+		if cc != systemCongestion(t) || lowat != 16<<10 {
+			t.Errorf("%s socket, unpaced: congestion %q, notsent lowat %d; want the system's %q, %d", name, cc, lowat, systemCongestion(t), 16<<10)
+		}
+		if !pacingPassesThrough(t) {
+			continue
+		}
+		// Paced, the tuned congestion control; unpaced again, its own.
+		for _, rate := range []uint64{8000, 0} {
+			if err := end.h.SetPacing(end.to, rate); err != nil {
+				t.Fatal(err)
+			}
+			sockopt(t, end.h, onlyConn(t, end.h, end.to), func(fd int) (err error) {
+				cc, err = unix.GetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION)
+				return err
+			})
+			if want := map[bool]string{true: "reno", false: systemCongestion(t)}[rate > 0]; cc != want {
+				t.Errorf("%s socket, paced at %d B/s: congestion %q, want %q", name, rate, cc, want)
+			}
 		}
 	}
+}
+
+// systemCongestion is the congestion control new sockets get here.
+func systemCongestion(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
+	if err != nil {
+		t.Skipf("no congestion control to compare with: %v", err)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func TestAnUnavailableTCPOptionIsLoggedOnceAndTheConnectionWorks(t *testing.T) {
@@ -149,9 +177,19 @@ func TestAnUnavailableTCPOptionIsLoggedOnceAndTheConnectionWorks(t *testing.T) {
 	a := tunedHost(t, TCPTuning{Congestion: []string{"no-such-algorithm"}}, log, psk)
 	b := newTestHost(t, softKey(t), psk)
 	c := newTestHost(t, softKey(t), psk)
+	if !pacingPassesThrough(t) {
+		t.Skip("qemu-user refuses pacing, before the congestion control is ever asked for")
+	}
 	for _, to := range []*Host{b, c} {
 		if err := echo(t, a, to); err != nil {
 			t.Fatalf("a connection with a refused option: %v", err)
+		}
+		// The congestion control is asked for when a connection is paced.
+		if err := a.SetPacing(to.ID(), 8000); err != nil {
+			t.Fatal(err)
+		}
+		if err := echo(t, a, to); err != nil {
+			t.Fatalf("a paced connection with a refused option: %v", err)
 		}
 	}
 	if n := bytes.Count(logs.Bytes(), []byte("TCP option not available")); n != 1 {
@@ -212,6 +250,14 @@ func TestDrainsArePacedAtThePlannedRate(t *testing.T) {
 	eventually(t, "both deliveries", 30*time.Second, func() bool { return hasResource(master, "board") && hasResource(nn, "ground") })
 	if !pacingPassesThrough(t) {
 		for _, x := range []*tnode{nn, master} {
+			to := master.ID()
+			if x == master {
+				to = nn.ID()
+			}
+			// A two-way drain asks for pacing; here it is refused.
+			undo := x.inbound.add(to)
+			x.pace(to)
+			undo()
 			if x.Metrics.Get("pacing_refused") == 0 {
 				t.Errorf("%s: pacing refused but not counted", x.name)
 			}
