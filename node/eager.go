@@ -52,7 +52,6 @@ type eagerUpgrader struct {
 	inner    transport.Upgrader
 	psk      ipnet.PSK
 	security protocol.ID // the one protocol offered
-	sockets  *keptPeers  // told of every TCP socket (session.go)
 }
 
 var _ transport.Upgrader = (*eagerUpgrader)(nil)
@@ -68,7 +67,7 @@ func (u *eagerUpgrader) GateMaListener(l manet.Listener) transport.GatedMaListen
 // UpgradeGatedMaListener protects accepted connections after the transport
 // has set its socket options on them (the protector hides the TCP socket).
 func (u *eagerUpgrader) UpgradeGatedMaListener(t transport.Transport, l transport.GatedMaListener) transport.Listener {
-	return u.inner.UpgradeGatedMaListener(t, &protectedListener{GatedMaListener: l, psk: u.psk, sockets: u.sockets})
+	return u.inner.UpgradeGatedMaListener(t, &protectedListener{GatedMaListener: l, psk: u.psk})
 }
 
 func (u *eagerUpgrader) Upgrade(ctx context.Context, t transport.Transport, c manet.Conn, dir network.Direction, p peer.ID, scope network.ConnManagementScope) (transport.CapableConn, error) {
@@ -82,7 +81,7 @@ func (u *eagerUpgrader) Upgrade(ctx context.Context, t transport.Transport, c ma
 	if dir == network.DirOutbound {
 		rw = &eagerSecurityConn{Conn: pc, answer: multistreamAnswer(u.security), offered: u.security}
 	}
-	return u.inner.Upgrade(ctx, t, newProtectedConn(c, rw, u.sockets), dir, p, scope)
+	return u.inner.Upgrade(ctx, t, &protectedConn{Conn: c, rw: rw}, dir, p, scope)
 }
 
 // multistreamAnswer is what a listener that accepts proto writes: the
@@ -100,8 +99,7 @@ func multistreamAnswer(proto protocol.ID) []byte {
 // protectedListener applies the PSK to each accepted connection.
 type protectedListener struct {
 	transport.GatedMaListener
-	psk     ipnet.PSK
-	sockets *keptPeers
+	psk ipnet.PSK
 }
 
 func (l *protectedListener) Accept() (manet.Conn, network.ConnManagementScope, error) {
@@ -116,29 +114,14 @@ func (l *protectedListener) Accept() (manet.Conn, network.ConnManagementScope, e
 		scope.Done()
 		return nil, nil, fmt.Errorf("private network protector: %w", err)
 	}
-	return newProtectedConn(c, pc, l.sockets), scope, nil
+	return &protectedConn{Conn: c, rw: pc}, scope, nil
 }
 
 // protectedConn is the TCP connection (addresses, deadlines, close) read and
 // written through the protector.
 type protectedConn struct {
 	manet.Conn
-	rw      io.ReadWriter
-	sockets *keptPeers // knows the socket until it closes; nil in tests
-}
-
-func newProtectedConn(c manet.Conn, rw io.ReadWriter, sockets *keptPeers) *protectedConn {
-	if sockets != nil {
-		sockets.register(c)
-	}
-	return &protectedConn{Conn: c, rw: rw, sockets: sockets}
-}
-
-func (c *protectedConn) Close() error {
-	if c.sockets != nil {
-		c.sockets.unregister(c.Conn)
-	}
-	return c.Conn.Close()
+	rw io.ReadWriter
 }
 
 func (c *protectedConn) Read(b []byte) (int, error)  { return c.rw.Read(b) }

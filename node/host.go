@@ -185,9 +185,11 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	if err != nil {
 		return fail(err)
 	}
-	// yamux, configured per connection: kept peers' sessions survive gaps
+	// The TCP socket under each connection (tcptune.go), and yamux
+	// configured per connection: kept peers' sessions survive gaps
 	// (session.go).
-	kept := newKeptPeers()
+	socks := newSockets(cfg.TCP, cfg.Log)
+	kept := newKeptPeers(socks)
 	muxers := []upgrader.StreamMuxer{{ID: yamux.ID, Muxer: &keptMuxer{kept: kept, streamsPerConn: cfg.Limits.StreamsPerConn}}}
 	secure, err := noise.New(noise.ID, cfg.Key, muxers)
 	if err != nil {
@@ -205,14 +207,13 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		sw.Close()
 		return fail(err)
 	}
-	upg := &eagerUpgrader{inner: inner, psk: cfg.PSK, security: secure.ID(), sockets: kept}
+	upg := &eagerUpgrader{inner: inner, psk: cfg.PSK, security: secure.ID()}
 	// No reuseport: dials leave from ephemeral ports. A nano and its master
 	// dial each other at the same instant when a pass opens; from their
 	// listening ports the crossing SYNs become one TCP simultaneous open on
 	// which both sides act as Noise initiator, and the handshake fails.
 	// Reuseport only helps NAT hole punching, which a private network with
 	// fixed ground addresses does not do.
-	socks := newSockets(cfg.TCP, cfg.Log)
 	tpt := &tcpTransport{upg: &tunedUpgrader{Upgrader: upg, socks: socks}, rcmgr: rcmgr, connectTimeout: tcpConnectTimeout,
 		dialable: mafmt.And(mafmt.IP, mafmt.Base(ma.P_TCP))}
 	if err := sw.AddTransport(tpt); err != nil {

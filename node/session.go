@@ -50,56 +50,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tcpSocket is what kept sessions need of the TCP socket under a
-// connection (*net.TCPConn; manet's wrapper keeps these methods).
-type tcpSocket interface {
-	SetKeepAlive(bool) error
-	SyscallConn() (syscall.RawConn, error)
-}
-
-// keptPeers is the set of peers whose connections survive planned gaps,
-// and the TCP socket under each connection being set up: the muxer, which
-// first knows the peer, finds the socket by the connection's addresses.
+// keptPeers is the set of peers whose connections survive planned gaps;
+// the host's socket registry (tcptune.go) finds the TCP socket under each.
 type keptPeers struct {
-	mu      sync.Mutex
-	peers   map[peer.ID]bool
-	sockets map[string]tcpSocket // by netSocketKey; from accept/dial to close
+	socks *sockets
+	mu    sync.Mutex
+	peers map[peer.ID]bool
 }
 
-func newKeptPeers() *keptPeers {
-	return &keptPeers{peers: map[peer.ID]bool{}, sockets: map[string]tcpSocket{}}
+func newKeptPeers(socks *sockets) *keptPeers {
+	return &keptPeers{socks: socks, peers: map[peer.ID]bool{}}
 }
-
-func netSocketKey(local, remote net.Addr) string { return local.String() + "|" + remote.String() }
 
 func (k *keptPeers) has(p peer.ID) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.peers[p]
-}
-
-// register remembers the socket under a connection until it closes
-// (protectedConn.Close).
-func (k *keptPeers) register(c net.Conn) {
-	s, ok := c.(tcpSocket)
-	if !ok {
-		return
-	}
-	k.mu.Lock()
-	k.sockets[netSocketKey(c.LocalAddr(), c.RemoteAddr())] = s
-	k.mu.Unlock()
-}
-
-func (k *keptPeers) unregister(c net.Conn) {
-	k.mu.Lock()
-	delete(k.sockets, netSocketKey(c.LocalAddr(), c.RemoteAddr()))
-	k.mu.Unlock()
-}
-
-func (k *keptPeers) socket(local, remote net.Addr) tcpSocket {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.sockets[netSocketKey(local, remote)]
 }
 
 // keptMuxer is yamux with one configuration per connection: go-libp2p's
@@ -133,14 +99,15 @@ func (m *keptMuxer) NewConn(nc net.Conn, isServer bool, scope network.PeerScope)
 	if !ok || !m.kept.has(sc.RemotePeer()) {
 		return m.config(false).NewConn(nc, isServer, scope)
 	}
-	sock := m.kept.socket(nc.LocalAddr(), nc.RemoteAddr())
-	if sock != nil {
+	raw := m.kept.socks.rawFor(nc.LocalAddr(), nc.RemoteAddr())
+	if raw != nil {
 		// An unanswered probe in a gap would end the connection.
-		if err := sock.SetKeepAlive(false); err != nil {
-			return nil, err
+		var err error
+		if cerr := raw.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0) }); cerr != nil || err != nil {
+			return nil, fmt.Errorf("kept session: keepalive off: %w", errors.Join(cerr, err))
 		}
 	}
-	k := &keptSession{sock: sock}
+	k := &keptSession{raw: raw}
 	mc, err := m.config(true).NewConn(&wakingConn{Conn: nc, k: k}, isServer, scope)
 	if err != nil {
 		return nil, err
@@ -178,7 +145,7 @@ func (c *wakingConn) Read(b []byte) (int, error) {
 // makes a fresh connection.
 type keptSession struct {
 	network.MuxedConn
-	sock     tcpSocket // nil if the transport hid it
+	raw      syscall.RawConn // the TCP socket; nil if the transport hid it
 	dormant  atomic.Bool
 	received atomic.Int64 // bytes read from the secured connection
 	// probation: woken at AOS, nothing read since. Until the other end
@@ -249,16 +216,12 @@ func (k *keptSession) unacked() int {
 
 // tcpInfo is the kernel's view of k's socket (nil if it cannot be read).
 func (k *keptSession) tcpInfo() *unix.TCPInfo {
-	if k.sock == nil {
-		return nil
-	}
-	raw, err := k.sock.SyscallConn()
-	if err != nil {
+	if k.raw == nil {
 		return nil
 	}
 	var info *unix.TCPInfo
 	var ierr error
-	if err := raw.Control(func(fd uintptr) {
+	if err := k.raw.Control(func(fd uintptr) {
 		info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
 	}); err != nil || ierr != nil {
 		return nil

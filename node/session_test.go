@@ -79,7 +79,7 @@ func TestKeptPhaseFollowsThePlan(t *testing.T) {
 // round-trip pings (the only writers left in a gap); others keep
 // go-libp2p's defaults. Both carry the per-connection stream cap.
 func TestKeptMuxerConfig(t *testing.T) {
-	m := &keptMuxer{kept: newKeptPeers(), streamsPerConn: 7}
+	m := &keptMuxer{kept: newKeptPeers(newSockets(TCPTuning{}, nil)), streamsPerConn: 7}
 	def := yamuxtpt.DefaultTransport
 	plain, kept := m.config(false), m.config(true)
 	if plain.EnableKeepAlive != def.EnableKeepAlive || plain.MeasureRTTInterval != def.MeasureRTTInterval || plain.MaxIncomingStreams != 7 {
@@ -137,13 +137,10 @@ func needTCPInfo(t *testing.T, c network.Conn) {
 func keepAliveOn(t *testing.T, c network.Conn) bool {
 	t.Helper()
 	k := keptOf(c)
-	if k == nil || k.sock == nil {
+	if k == nil || k.raw == nil {
 		t.Fatalf("connection %s is not kept with its socket known", c.ID())
 	}
-	raw, err := k.sock.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := k.raw
 	var v int
 	var gerr error
 	if err := raw.Control(func(fd uintptr) { v, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE) }); err != nil || gerr != nil {

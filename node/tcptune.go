@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -98,6 +99,22 @@ func newSockets(tune TCPTuning, log *slog.Logger) *sockets {
 }
 
 func socketKey(local, remote ma.Multiaddr) string { return local.String() + " " + remote.String() }
+
+// rawFor is the socket under the connection between local and remote (nil
+// if none is known), for a layer that sees only net.Addrs (session.go).
+func (ss *sockets) rawFor(local, remote net.Addr) syscall.RawConn {
+	l, lerr := manet.FromNetAddr(local)
+	r, rerr := manet.FromNetAddr(remote)
+	if lerr != nil || rerr != nil {
+		return nil
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if s := ss.byAddr[socketKey(l, r)]; s != nil {
+		return s.raw
+	}
+	return nil
+}
 
 // add sets the tuning on a new connection's socket and remembers it.
 func (ss *sockets) add(c manet.Conn) {
