@@ -433,20 +433,23 @@ func (f *Nano) reportLoop(ctx context.Context) {
 		}
 		// The last call's report leaves as the last call begins: a tick
 		// later it may miss the pass.
-		lastCall := time.NewTimer(time.Hour)
+		var lastCall <-chan time.Time
+		var stop func() bool
 		if from, ok := c.LastCallFrom(now); ok && now.Before(from) && from.Sub(now) < f.o.Tick {
-			lastCall.Reset(from.Sub(now))
+			t := time.NewTimer(from.Sub(now))
+			lastCall, stop = t.C, t.Stop
 		}
 		select {
 		case <-ctx.Done():
-			lastCall.Stop()
 			return
 		case <-tick.C:
-		case <-lastCall.C:
+		case <-lastCall:
 		case <-f.report:
 			signalNow(f.report) // looked at above, at once
 		}
-		lastCall.Stop()
+		if stop != nil {
+			stop()
+		}
 	}
 }
 

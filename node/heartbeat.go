@@ -63,18 +63,19 @@ func (n *Node) heartbeatLoop(ai peer.AddrInfo) {
 		}
 		if !due {
 			// Wake at the quiet time's start itself, not a tick later.
-			quietTimer := time.NewTimer(time.Hour)
+			var atQuiet *time.Timer
 			if from, ok := n.keptQuietFrom(ai.ID, now); kept && ok && now.Before(from) && from.Sub(now) < step {
-				quietTimer.Reset(from.Sub(now))
+				atQuiet = time.NewTimer(from.Sub(now))
 			}
 			select {
 			case <-n.ctx.Done():
-				quietTimer.Stop()
 				return
 			case <-tick.C:
-			case <-quietTimer.C:
+			case <-timerC(atQuiet):
 			}
-			quietTimer.Stop()
+			if atQuiet != nil {
+				atQuiet.Stop()
+			}
 			continue
 		}
 		if s == nil {
@@ -371,6 +372,14 @@ func (n *Node) callees() []peer.ID {
 		ps = append(ps, ai.ID)
 	}
 	return ps
+}
+
+// timerC is t's channel; nil (never ready) for no timer.
+func timerC(t *time.Timer) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C
 }
 
 // heartbeatSchedule decides when to heartbeat: every interval while in
