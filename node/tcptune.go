@@ -265,6 +265,12 @@ func (h *Host) Socket(c network.Conn) (st SocketState, ok bool) {
 	if s.raw.Control(func(fd uintptr) { info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }) != nil || err != nil {
 		return st, false
 	}
+	if info.Rtt == 0 {
+		// A connected socket always has a round-trip sample: zeros are an
+		// answer that did not reach us (qemu-user fills the state alone),
+		// and a drain gated on them would wait for ever.
+		return st, false
+	}
 	h.socks.mu.Lock()
 	st.Pacing = s.pacing
 	h.socks.mu.Unlock()
