@@ -215,25 +215,7 @@ func (k *keptSession) unacked() int {
 }
 
 // tcpInfo is the kernel's view of k's socket (nil if it cannot be read).
-func (k *keptSession) tcpInfo() *unix.TCPInfo {
-	if k.raw == nil {
-		return nil
-	}
-	var info *unix.TCPInfo
-	var ierr error
-	if err := k.raw.Control(func(fd uintptr) {
-		info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-	}); err != nil || ierr != nil {
-		return nil
-	}
-	if info.Rtt == 0 {
-		// A connected socket always has a round-trip sample (its
-		// handshake): zeros are an answer that did not reach us
-		// (qemu-user fills the state and nothing else).
-		return nil
-	}
-	return info
-}
+func (k *keptSession) tcpInfo() *unix.TCPInfo { return tcpInfo(k.raw) }
 
 // rtt is the shortest round trip the kernel measured on k's socket (0
 // unknown): the link's own, without the time spent in its queue, which a

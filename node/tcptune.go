@@ -20,7 +20,6 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -260,16 +259,9 @@ func (h *Host) Socket(c network.Conn) (st SocketState, ok bool) {
 	if s == nil {
 		return st, false
 	}
-	var info *unix.TCPInfo
-	var err error
-	if s.raw.Control(func(fd uintptr) { info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }) != nil || err != nil {
-		return st, false
-	}
-	if info.Rtt == 0 {
-		// A connected socket always has a round-trip sample: zeros are an
-		// answer that did not reach us (qemu-user fills the state alone),
-		// and a drain gated on them would wait for ever.
-		return st, false
+	info := tcpInfo(s.raw)
+	if info == nil {
+		return st, false // and a drain gated on zeros would wait for ever
 	}
 	h.socks.mu.Lock()
 	st.Pacing = s.pacing
@@ -294,25 +286,22 @@ func (h *Host) PacingOf(p peer.ID) uint64 {
 	return 0
 }
 
-// socketPacing reads the kernel's current pacing cap of the socket under
-// c, for tests: what the kernel holds, not what was asked.
-func (h *Host) socketPacing(c network.Conn) (uint64, error) {
-	h.socks.mu.Lock()
-	s := h.socks.byAddr[socketKey(c.LocalMultiaddr(), c.RemoteMultiaddr())]
-	h.socks.mu.Unlock()
-	if s == nil {
-		return 0, fmt.Errorf("no socket known for %s", c.RemoteMultiaddr())
+// tcpInfo is the kernel's view of a TCP socket, nil if it cannot be read.
+// A connected socket always has a round-trip sample (its handshake): an
+// answer without one did not come from the kernel (qemu-user fills the
+// state and zeroes the rest) and is no answer.
+func tcpInfo(raw syscall.RawConn) *unix.TCPInfo {
+	if raw == nil {
+		return nil
 	}
-	var v uint64
+	var info *unix.TCPInfo
 	var err error
-	if cerr := s.raw.Control(func(fd uintptr) {
-		var n int
-		n, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE)
-		v = uint64(uint32(n))
-	}); cerr != nil {
-		return 0, cerr
+	if cerr := raw.Control(func(fd uintptr) {
+		info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}); cerr != nil || err != nil || info.Rtt == 0 {
+		return nil
 	}
-	return v, err
+	return info
 }
 
 // tunedUpgrader hands each raw connection to the socket registry before

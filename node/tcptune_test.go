@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -363,4 +364,25 @@ func TestGateCountsBytesNotYetInTheSocket(t *testing.T) {
 	if r := gateRoom(7640, false); r != 2*pacedChunkSolo {
 		t.Errorf("room with no acks owed: %d, want two buffers (%d)", r, 2*pacedChunkSolo)
 	}
+}
+
+// socketPacing reads the kernel's current pacing cap of the socket under
+// c, for tests: what the kernel holds, not what was asked.
+func (h *Host) socketPacing(c network.Conn) (uint64, error) {
+	h.socks.mu.Lock()
+	s := h.socks.byAddr[socketKey(c.LocalMultiaddr(), c.RemoteMultiaddr())]
+	h.socks.mu.Unlock()
+	if s == nil {
+		return 0, fmt.Errorf("no socket known for %s", c.RemoteMultiaddr())
+	}
+	var v uint64
+	var err error
+	if cerr := s.raw.Control(func(fd uintptr) {
+		var n int
+		n, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE)
+		v = uint64(uint32(n))
+	}); cerr != nil {
+		return 0, cerr
+	}
+	return v, err
 }
