@@ -230,7 +230,7 @@ func New(o Options) (*Node, error) {
 	// A nano that keeps to windows and its master keep their connection
 	// across planned gaps (session.go); a master reached through windows of
 	// its own (PeerPlans) does not.
-	if _, own := o.PeerPlans[o.Master.ID]; o.Roles.Has(RoleNano) && o.Master.ID != "" && o.Contact.Profile.WindowsOnly && !own {
+	if keepsMaster(o, o.Contact.Profile) {
 		o.Host.KeepAcrossGaps(o.Master.ID)
 	}
 	for p, c := range o.NanoContacts {
@@ -552,4 +552,12 @@ func (m *Metrics) Snapshot() map[string]uint64 {
 		out[k] = v.Load()
 	}
 	return out
+}
+
+// keepsMaster says whether a nano under profile keeps its connection to its
+// master across planned gaps: only when it talks to it in windows alone,
+// and not when the master is reached through windows of its own.
+func keepsMaster(o Options, profile Profile) bool {
+	_, own := o.PeerPlans[o.Master.ID]
+	return o.Roles.Has(RoleNano) && o.Master.ID != "" && profile.WindowsOnly && !own
 }

@@ -49,6 +49,14 @@ func (n *Node) SetContact(c Contact) {
 		}
 	}
 	n.contactMu.Unlock()
+	if c.Profile.Kind == 0 || n.o.Master.ID == "" {
+		return
+	}
+	if keepsMaster(n.o, c.Profile) { // for its next connection (session.go)
+		n.h.KeepAcrossGaps(n.o.Master.ID)
+	} else {
+		n.h.StopKeeping(n.o.Master.ID)
+	}
 }
 
 // HeartbeatInterval is the interval between heartbeats in force.
@@ -59,8 +67,10 @@ func (n *Node) SetNanoContact(p peer.ID, c Contact) {
 	n.contactMu.Lock()
 	n.nanoContacts[p] = c
 	n.contactMu.Unlock()
-	if keepsToWindows(c) {
-		n.h.KeepAcrossGaps(p) // for its next connection (session.go)
+	if keepsToWindows(c) { // for its next connection (session.go)
+		n.h.KeepAcrossGaps(p)
+	} else {
+		n.h.StopKeeping(p)
 	}
 	n.liveness.Watch(p, n.nanoContact(p), n.o.Now())
 	n.nanoChanged(p)

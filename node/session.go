@@ -249,12 +249,23 @@ func (k *keptSession) ping(ctx context.Context) error {
 
 // KeepAcrossGaps marks peers whose connections survive planned gaps (no TCP
 // keepalive, no yamux pings). It applies to connections made afterwards.
-func (h *Host) KeepAcrossGaps(peers ...peer.ID) {
-	h.kept.mu.Lock()
+func (h *Host) KeepAcrossGaps(peers ...peer.ID) { h.kept.mark(true, peers) }
+
+// StopKeeping undoes KeepAcrossGaps (a contact that no longer keeps to
+// windows): the peers' next connections have keepalives again. A session
+// already kept stays as it is until it closes.
+func (h *Host) StopKeeping(peers ...peer.ID) { h.kept.mark(false, peers) }
+
+func (k *keptPeers) mark(kept bool, peers []peer.ID) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	for _, p := range peers {
-		h.kept.peers[p] = true
+		if kept {
+			k.peers[p] = true
+		} else {
+			delete(k.peers, p)
+		}
 	}
-	h.kept.mu.Unlock()
 }
 
 // Kept reports whether p's connections survive planned gaps.

@@ -415,3 +415,38 @@ func TestDeadKeptSessionGivesWayToAFreshOne(t *testing.T) {
 		t.Fatal("the fresh connection did not carry on")
 	}
 }
+
+// A peer is kept only while its contact keeps to windows: a plan that turns
+// continuous gives its next connection keepalives again, on either end.
+func TestKeptFollowsTheProfile(t *testing.T) {
+	tn := newTestNet(t)
+	master, nano := tn.peerOf("master", RoleMaster), tn.peerOf("nano", RoleNano)
+	master.opts.Nanos = []peer.AddrInfo{nano.info()}
+	nano.opts.Master = master.info()
+	nano.opts.Contact = Contact{Profile: ProfileFor(ProfileOrbital)}
+	master.start(t)
+	nano.start(t)
+	m, n := master.host.ID(), nano.host.ID()
+	if !nano.host.Kept(m) {
+		t.Fatal("an orbital nano does not keep its master")
+	}
+	if master.host.Kept(n) {
+		t.Fatal("the master keeps a nano it has no contact for")
+	}
+	master.SetNanoContact(n, Contact{Profile: ProfileFor(ProfileOrbital)})
+	if !master.host.Kept(n) {
+		t.Fatal("the master does not keep an orbital nano")
+	}
+	master.SetNanoContact(n, Contact{Profile: ProfileFor(ProfileContinuous)})
+	if master.host.Kept(n) {
+		t.Fatal("the master still keeps a nano whose contact turned continuous")
+	}
+	nano.SetContact(Contact{Profile: ProfileFor(ProfileContinuous)})
+	if nano.host.Kept(m) {
+		t.Fatal("the nano still keeps its master under a continuous profile")
+	}
+	nano.SetContact(Contact{Profile: ProfileFor(ProfileOrbital)})
+	if !nano.host.Kept(m) {
+		t.Fatal("the nano does not keep its master once orbital again")
+	}
+}
