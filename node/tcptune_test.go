@@ -205,6 +205,11 @@ func TestClosedSocketsLeaveTheRegistry(t *testing.T) {
 	psk := testPSK(t)
 	a := newTestHost(t, softKey(t), psk)
 	peers := []*Host{newTestHost(t, softKey(t), psk), newTestHost(t, softKey(t), psk), newTestHost(t, softKey(t), psk)}
+	// Sweeps come when the registry has doubled (at least minSweep); here
+	// the fourth connection is the one that finds three closed sockets.
+	a.socks.mu.Lock()
+	a.socks.sweepAt = len(peers)
+	a.socks.mu.Unlock()
 	for _, p := range peers {
 		if err := echo(t, a, p); err != nil {
 			t.Fatal(err)
