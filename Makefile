@@ -45,7 +45,7 @@ cross-hsm: ## dynamic PKCS#11 binaries: bin/gardend-pkcs11-linux-{arm64,riscv64}
 demo: build ## the main job: a ground station and two nanos through emulated passes
 	bin/gardend demo
 
-cross-nano: ## nano-only static binaries without the DHT: bin/gardend-nano-linux-{arm64,arm,riscv64}
+cross-nano: ## nano-only static binaries without the DHT or the demo: bin/gardend-nano-linux-{arm64,arm,riscv64}
 	@set -e; for a in arm64 arm riscv64; do \
 		echo "build bin/gardend-nano-linux-$$a"; \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$a GOARM=7 $(GO) build -tags nodht -trimpath \

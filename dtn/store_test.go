@@ -596,3 +596,49 @@ func TestTakeDueReturnsWhatBecameDue(t *testing.T) {
 		t.Fatalf("after reopen: %s", got)
 	}
 }
+
+// TestSubmitIsCommittedByClose checks Submit's promise: once it returns, the
+// write is the committer's, and a Close right after commits it (it is
+// there after a reopen) and reports the outcome; a write that fails keeps
+// nothing and reports its error; a closed store refuses.
+func TestSubmitIsCommittedByClose(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	s := f.open(t)
+	boom := errors.New("refused")
+	kept, err := s.Submit(ctx, func(tx *Tx) error { return tx.Put("catalogue", []byte("boots"), []byte{7}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed, err := s.Submit(ctx, func(tx *Tx) error {
+		if err := tx.Put("catalogue", []byte("other"), []byte{1}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-kept; err != nil {
+		t.Fatalf("submitted write: %v", err)
+	}
+	if err := <-failed; !errors.Is(err, boom) {
+		t.Fatalf("failing write reported %v, want %v", err, boom)
+	}
+	if _, err := s.Submit(ctx, func(*Tx) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("submit to a closed store: %v", err)
+	}
+	s = f.open(t)
+	s.View(func(tx *Tx) error {
+		if v, err := tx.Get("catalogue", []byte("boots")); err != nil || !bytes.Equal(v, []byte{7}) {
+			t.Fatalf("after reopen: %v %v, want the submitted write", v, err)
+		}
+		if v, _ := tx.Get("catalogue", []byte("other")); v != nil {
+			t.Fatalf("the failed write left %v", v)
+		}
+		return nil
+	})
+}

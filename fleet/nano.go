@@ -118,27 +118,22 @@ func key(tx *dtn.Tx, parts ...string) []byte {
 
 // Start counts a boot, puts back in force what was pushed before (the
 // state database is the truth: a crash mid-apply left the old version or
-// the new one, whole), and starts reporting.
+// the new one, whole), and starts reporting. The boot is counted at once
+// for the reports; writing the count is submitted without waiting for its
+// commit (the store commits it by its Close at the latest), so the start
+// does not wait for the first write of the state database.
 func (f *Nano) Start(ctx context.Context, n *node.Node) error {
 	f.node = n
 	f.started = f.o.Now()
-	err := f.o.Store.Update(ctx, func(tx *dtn.Tx) error {
-		var boots uint64
+	var boots uint64
+	var stored map[Kind]inForce
+	var refused *PushRefusal
+	err := f.o.Store.View(func(tx *dtn.Tx) error {
 		if v, err := tx.Get(bucketNano, key(tx, "boots")); err != nil {
 			return err
 		} else if len(v) == 8 {
 			boots = binary.BigEndian.Uint64(v)
 		}
-		boots++
-		f.boots = uint32(boots)
-		return tx.Put(bucketNano, key(tx, "boots"), binary.BigEndian.AppendUint64(nil, boots))
-	})
-	if err != nil {
-		return err
-	}
-	var stored map[Kind]inForce
-	var refused *PushRefusal
-	err = f.o.Store.View(func(tx *dtn.Tx) error {
 		stored = map[Kind]inForce{}
 		for _, k := range []Kind{KindElements, KindPlan, KindSettings} {
 			v, err := tx.Get(bucketNano, key(tx, "inforce", k.String()))
@@ -165,6 +160,19 @@ func (f *Nano) Start(ctx context.Context, n *node.Node) error {
 	if err != nil {
 		return err
 	}
+	boots++
+	f.boots = uint32(boots)
+	counted, err := f.o.Store.Submit(ctx, func(tx *dtn.Tx) error {
+		return tx.Put(bucketNano, key(tx, "boots"), binary.BigEndian.AppendUint64(nil, boots))
+	})
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := <-counted; err != nil {
+			f.o.Log.Warn("counting this boot in the state database", "boots", boots, "err", err)
+		}
+	}()
 	f.mu.Lock()
 	f.refused = refused
 	f.mu.Unlock()

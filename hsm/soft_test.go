@@ -3,10 +3,19 @@ package hsm
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -145,5 +154,88 @@ func concurrentSign(t *testing.T, ks Keystore) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+// TestSoftKeyFileForms reads key files in the PKCS#8 forms a key can come
+// in. The plain Ed25519 form (keygen's, OpenSSL's, RFC 8410's example) is
+// read without encoding/asn1 and must give what x509 gives; every other
+// form goes through x509 as before.
+func TestSoftKeyFileForms(t *testing.T) {
+	dir := t.TempDir()
+	open := func(name string, der []byte) (ed25519.PrivateKey, error) {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return readKeyFile(path)
+	}
+	for i := range 50 {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := parseEd25519PKCS8(der); !ok {
+			t.Fatalf("x509's own Ed25519 PKCS#8 (%x) is not read directly", der)
+		}
+		got, err := open(fmt.Sprintf("k%d.key", i), der)
+		if err != nil || !got.Equal(priv) {
+			t.Fatalf("key %d read back as %x (%v), want %x", i, got, err, priv)
+		}
+	}
+
+	// RFC 8410 section 10.3: the example private key and its public key.
+	block, _ := pem.Decode([]byte("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n"))
+	rfc, err := open("rfc8410.key", block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub := hex.EncodeToString(rfc.Public().(ed25519.PublicKey)); pub != "19bf44096984cdfe8541bac167dc3b96c85086aa30b6b6cb0c5c38ad703166e1" {
+		t.Fatalf("RFC 8410's example key has public key %s", pub)
+	}
+
+	// Other forms are x509's to judge: the same answer as x509 gives.
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecDER, err := x509.MarshalPKCS8PrivateKey(ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// PKCS#8 v2 (RFC 5958) with the public key: version 1 and a [1] field.
+	v2 := append([]byte{0x30, 0x51, 0x02, 0x01, 0x01}, der[5:]...)
+	v2 = append(append(v2, 0x81, 0x21, 0x00), priv.Public().(ed25519.PublicKey)...)
+	others := map[string][]byte{
+		"ecdsa":         ecDER,
+		"v2":            v2,
+		"trailing byte": append(slices.Clone(der), 0),
+		"short seed":    append([]byte{0x30, 0x2d}, append(slices.Clone(der[2:14]), append([]byte{0x21, 0x04, 0x1f}, der[17:]...)...)...),
+		"other OID":     append(append(slices.Clone(der[:11]), 0x71), der[12:]...),
+	}
+	for name, der := range others {
+		if _, ok := parseEd25519PKCS8(der); ok {
+			t.Errorf("%s: read directly, want it left to x509", name)
+		}
+		got, err := open(strings.ReplaceAll(name, " ", "-")+".key", der)
+		want, werr := x509.ParsePKCS8PrivateKey(der)
+		if werr == nil {
+			if wk, ok := want.(ed25519.PrivateKey); ok {
+				if err != nil || !got.Equal(wk) {
+					t.Errorf("%s: read as %x (%v), x509 reads %x", name, got, err, wk)
+				}
+				continue
+			}
+		}
+		if err == nil {
+			t.Errorf("%s: accepted (%x), but x509 gives %T, %v", name, got, want, werr)
+		}
 	}
 }

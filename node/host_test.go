@@ -1,10 +1,14 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"io"
+	"log/slog"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"gardend/hsm"
 )
@@ -179,4 +184,50 @@ func port(t testing.TB, m ma.Multiaddr) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestHostAddrs checks what a host advertises: its listen addresses as they
+// are when each names an IP, an unspecified one (0.0.0.0) expanded to the
+// machine's interfaces, loopback included, on the same port; and that the
+// "node started" log line writes them.
+func TestHostAddrs(t *testing.T) {
+	psk := testPSK(t)
+	specific := newTestHost(t, softKey(t), psk)
+	got, listen := specific.Addrs(), specific.swarm.ListenAddresses()
+	if len(got) != 1 || len(listen) != 1 || !got[0].Equal(listen[0]) {
+		t.Fatalf("a host listening on 127.0.0.1 advertises %v, want its listen address %v", got, listen)
+	}
+	if port(t, got[0]) == "0" {
+		t.Fatalf("advertised %v without its port", got[0])
+	}
+
+	wildHost, err := NewHost(HostConfig{Key: softKey(t), PSK: psk, Listen: []ma.Multiaddr{ma.StringCast("/ip4/0.0.0.0/tcp/0")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wildHost.Close()
+	wildHost.SetStreamHandler(protoEcho, func(s network.Stream) {
+		defer s.Close()
+		io.Copy(s, s)
+	})
+	wild := wildHost.swarm.ListenAddresses()[0]
+	loop := ma.StringCast("/ip4/127.0.0.1/tcp/" + port(t, wild))
+	expanded := wildHost.Addrs()
+	if !slices.ContainsFunc(expanded, loop.Equal) {
+		t.Fatalf("a host listening on %v advertises %v, without %v", wild, expanded, loop)
+	}
+	for _, a := range expanded {
+		if manet.IsIPUnspecified(a) {
+			t.Fatalf("advertised an unspecified address: %v", expanded)
+		}
+	}
+	if err := echo(t, specific, wildHost); err != nil {
+		t.Fatalf("dial the expanded addresses: %v", err)
+	}
+
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("node started", "addrs", hostAddrs{specific})
+	if !strings.Contains(buf.String(), got[0].String()) {
+		t.Fatalf("the log line %q does not name %v", buf.String(), got[0])
+	}
 }

@@ -321,9 +321,15 @@ func (n *Node) Start(ctx context.Context) error {
 		n.handle(n.o.Carriers[i].Protocol, n.serveCarried(&n.o.Carriers[i]))
 	}
 	n.handle(ProtoWake, n.serveWake)
-	n.log.Info("node started", "peer", n.id, "roles", n.o.Roles.String(), "addrs", n.h.Addrs())
+	n.log.Info("node started", "peer", n.id, "roles", n.o.Roles.String(), "addrs", hostAddrs{n.h})
 	return nil
 }
+
+// hostAddrs logs a host's addresses, read only when the line is written
+// (a nano runs at level warn: its start does not pay for them).
+type hostAddrs struct{ h *Host }
+
+func (a hostAddrs) LogValue() slog.Value { return slog.AnyValue(a.h.Addrs()) }
 
 // Close stops the loops and the handlers; it does not close the host or
 // the store, which the caller owns.

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"net"
 	"syscall"
 	"testing"
 	"time"
@@ -12,14 +13,14 @@ import (
 )
 
 // TestTuneTCPSetsKeepaliveAndLinger checks, on real loopback sockets made
-// the way tcpTransport makes them (manet's dialer and listener), that
+// the way tcpTransport makes them (manet's dialer, listenTCP), that
 // tuneTCP reaches the socket: keepalive on with a 30 s idle time, as
 // go-libp2p's TCP transport set it (its probes then go every 15 s, Go's
 // default interval, logged here), and linger 0. manet wraps each
 // connection in its own type, so a method set that no longer matched
 // would silently leave the kernel's defaults.
 func TestTuneTCPSetsKeepaliveAndLinger(t *testing.T) {
-	l, err := manet.Listen(ma.StringCast("/ip4/127.0.0.1/tcp/0"))
+	l, err := listenTCP(ma.StringCast("/ip4/127.0.0.1/tcp/0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,4 +99,69 @@ func sockopts(t *testing.T, c manet.Conn) tcpOpts {
 		t.Fatalf("getsockopt: %v %v", err, gerr)
 	}
 	return o
+}
+
+// TestListenTCPIsPlainTCP checks that the host's listening socket, and a
+// connection it accepts from gardend's dialer, are TCP sockets
+// (SO_PROTOCOL IPPROTO_TCP), not Multipath TCP, which Go's listeners take
+// by default on a kernel that has it (as this one may: logged).
+func TestListenTCPIsPlainTCP(t *testing.T) {
+	laddr := ma.StringCast("/ip4/127.0.0.1/tcp/0")
+	if def, err := net.Listen("tcp4", "127.0.0.1:0"); err == nil {
+		t.Logf("Go's default listener here: SO_PROTOCOL %d (IPPROTO_MPTCP is %d)", soProtocol(t, def.(syscall.Conn)), unix.IPPROTO_MPTCP)
+		def.Close()
+	}
+	nl, err := listenPlainTCP(laddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := manet.WrapNetListener(nl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if p := soProtocol(t, nl.(syscall.Conn)); p != unix.IPPROTO_TCP {
+		t.Fatalf("listener SO_PROTOCOL %d, want IPPROTO_TCP (%d)", p, unix.IPPROTO_TCP)
+	}
+	accepted := make(chan manet.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var d manet.Dialer
+	dialed, err := d.DialContext(ctx, l.Multiaddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dialed.Close()
+	c, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	defer c.Close()
+	for name, c := range map[string]manet.Conn{"dialed": dialed, "accepted": c} {
+		if p := soProtocol(t, c.(syscall.Conn)); p != unix.IPPROTO_TCP {
+			t.Errorf("%s connection: SO_PROTOCOL %d, want IPPROTO_TCP (%d)", name, p, unix.IPPROTO_TCP)
+		}
+	}
+}
+
+func soProtocol(t *testing.T, c syscall.Conn) int {
+	t.Helper()
+	raw, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p int
+	var gerr error
+	if err := raw.Control(func(fd uintptr) { p, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PROTOCOL) }); err != nil || gerr != nil {
+		t.Fatalf("getsockopt SO_PROTOCOL: %v %v", err, gerr)
+	}
+	return p
 }

@@ -1,3 +1,5 @@
+//go:build !nodht
+
 package main
 
 import (
@@ -18,6 +20,11 @@ import (
 	"gardend/hsm"
 	"gardend/node"
 )
+
+// demoCommand is the demo, which the nano build leaves out (cmd_demo_nodht.go).
+func demoCommand() []command {
+	return []command{{"demo", "a ground station and two nanos through emulated passes, in one process", runDemo}}
+}
 
 func runDemo(ctx context.Context, e *env, args []string) int {
 	fs := newFlagSet(e, "demo", "",

@@ -25,13 +25,15 @@ var bannedModules = []string{
 // regexp) cost the nano 1.05 MB of arm64 binary and about 50 ms of start-up
 // under qemu: go.mod replaces the client with an inert stand-in
 // (shim/client_golang). A nano never serves the DHT, so its build leaves
-// out identify too (0.13 MB). The host has its own TCP transport. The ground build still links net/http,
-// crypto/tls and regexp through kad-dht's logging and tracing modules.
+// out identify too (0.13 MB), and the demo (0.13 MB, os/exec among it).
+// The host has its own TCP transport. The ground build still links
+// net/http, crypto/tls and regexp through kad-dht's logging and tracing
+// modules.
 var bannedPackages = map[string][]string{
 	"":       bannedEverywhere,
 	"pkcs11": bannedEverywhere,
 	"nodht": append([]string{"net/http", "crypto/tls", "regexp", "github.com/libp2p/go-libp2p/p2p/protocol/identify",
-		"github.com/libp2p/go-libp2p-kad-dht", "github.com/libp2p/go-netroute"}, bannedEverywhere...),
+		"github.com/libp2p/go-libp2p-kad-dht", "github.com/libp2p/go-netroute", "os/exec"}, bannedEverywhere...),
 }
 
 var bannedEverywhere = []string{

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"syscall"
 )
@@ -47,9 +48,9 @@ type command struct {
 }
 
 func commands() []command {
-	return []command{
+	return slices.Concat([]command{
 		{"run", "run the configured roles (nano, master, indexer)", runRun},
-		{"demo", "a ground station and two nanos through emulated passes, in one process", runDemo},
+	}, demoCommand(), []command{
 		{"status", "ask the running daemon for its state", runStatus},
 		{"resource", "change or list the running daemon's catalogue (put, ls)", runResource},
 		{"reload", "ask a running daemon to reload (SIGHUP; the unit's ExecReload)", runReload},
@@ -61,7 +62,7 @@ func commands() []command {
 		{"dtn", "inspect the DTN store (stats, ls)", runDTN},
 		{"plan", "predict passes from orbit elements (TLE or OMM) and print a contact plan", runPlan},
 		{"help", "show help for gardend or one subcommand", nil}, // handled by run
-	}
+	})
 }
 
 func main() {
