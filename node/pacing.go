@@ -71,17 +71,17 @@ func (n *Node) pace(p peer.ID) bool {
 
 // pacingNow is the pacing (bytes of TCP payload per second) of a drain to
 // p over a window planned at plannedBps: pacingShare of it while p drains
-// to this node too, soloShare otherwise. Pacing keeps the link's queue short so that the
-// acknowledgements each side owes the other do not wait behind bulk. A
-// drain alone on the link has no application acks waiting behind it, but
-// its own TCP acknowledgements of the peer's segments (SACKs) do: unpaced,
-// the system's congestion control (BBR here, in its start-up phase for a
-// whole pass) keeps 2-3 s of bulk queued, so a segment the peer lost in
-// the pass's first round trip (the one carrying the first delivery's ack)
-// was repaired only after that queue, and a loss at the end of a drain
-// waited out a retransmission timeout sized from it (a 6 s tail). Paced a
-// little above the link's rate, the queue stays within a few segments and
-// the link stays full.
+// to this node too, soloShare otherwise. Pacing keeps the link's queue
+// short, so that the acknowledgements each side owes the other do not wait
+// behind bulk. A drain alone on the link owes no application acks, but its
+// TCP acknowledgements of the peer's segments (SACKs) wait behind it all
+// the same: unpaced, the system's congestion control (BBR here, in its
+// start-up phase for a whole pass) kept 2.6-3.4 s of bulk queued, so a
+// segment the peer lost in the pass's first round trip (the one carrying
+// the first delivery's ack) was repaired only after that queue, a ground
+// drain starting at AOS before the board's own filled the downlink's queue
+// (a two-way pass then failed to drain), and a loss at the end of a drain
+// waited out a retransmission timeout sized from it (a 6 s tail).
 func (n *Node) pacingNow(p peer.ID, plannedBps uint64) uint64 {
 	share := soloShare
 	if n.inbound.from(p) {
