@@ -289,7 +289,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.h.SetPacingPolicy(func(p peer.ID) uint64 { return n.pacingNow(p, n.pacingFor(p, n.o.Now())) })
+	n.h.SetPacingPolicy(func(p peer.ID) uint64 { return n.pacingNow(p, n.plannedRate(p, n.o.Now())) })
 	n.loop(func() { n.watchConnections(sub) })
 	n.loop(n.deliveryLoop)
 	for _, ai := range n.o.Indexers {

@@ -9,9 +9,10 @@ package node
 // which a pass never leaves, three), so two drains at once see round trips
 // of 2-3 s instead of 0.6 s, and BBR's periodic probe for the minimum round
 // trip then holds the window at four segments for a whole (inflated) round
-// trip. Pacing each connection at the link's planned rate while both sides drain
-// (a drain alone is not paced: nothing waits behind it) keeps the queue
-// empty instead (flight bench: README). The sockets are found through the
+// trip. Pacing each connection at the link's planned rate keeps the queue
+// short instead: below it while both sides drain, just above it for a
+// drain alone on the link, whose queue still holds back the SACKs it owes
+// the peer (pacing.go; flight bench: README). The sockets are found through the
 // upgrader, which sees each raw connection, dialled or accepted, before
 // the handshake hides it; options are applied per connection, never
 // system-wide, and an option the kernel does not offer is logged once and
@@ -57,10 +58,10 @@ type TCPTuning struct {
 // a pass, and every 10 s without a lower round trip it cuts its window to
 // four segments for a round trip (flight bench, both ways: 0.84-0.89 with
 // BBR and pacing, 0.90-0.92 with cubic or reno and pacing). Reno is always
-// built in and allowed. A drain alone on the link is not paced and keeps
-// the system's congestion control: unpaced, cubic fills the link's queue
-// and a loss at the end of a drain then waits out a retransmission timeout
-// sized from that queue (a 6 s tail seen on the flight bench, one way).
+// built in and allowed. A connection with no planned rate is not paced and
+// keeps the system's congestion control: unpaced, cubic fills the link's
+// queue and a loss at the end of a drain then waits out a retransmission
+// timeout sized from that queue (a 6 s tail seen on the flight bench).
 func FlightTCP() TCPTuning { return TCPTuning{Congestion: []string{"cubic", "reno"}} }
 
 // sockets are the TCP sockets under a host's connections, by their

@@ -271,13 +271,15 @@ func TestDrainsArePacedAtThePlannedRate(t *testing.T) {
 		return
 	}
 	want := uint64(64000 / 8 * pacingShare)
+	wantSolo := uint64(64000 / 8 * soloShare)
 	for _, end := range []struct {
 		x  *tnode
 		to peer.ID
 	}{{nn, master.ID()}, {master, nn.ID()}} {
-		// A drain is paced while the peer drains to this node too, and
-		// not when it is alone on the link. Both may have dialled at once:
-		// every connection follows.
+		// A drain is paced at pacingShare of the planned rate while the
+		// peer drains to this node too, and just above the link's rate
+		// when it is alone on it. Both may have dialled at once: every
+		// connection follows.
 		undo := end.x.inbound.add(end.to)
 		for _, twoWay := range []bool{true, false} {
 			if !twoWay {
@@ -296,8 +298,8 @@ func TestDrainsArePacedAtThePlannedRate(t *testing.T) {
 				if twoWay && got != want {
 					t.Errorf("%s, both ways: the socket is paced at %d B/s, want %d", end.x.name, got, want)
 				}
-				if !twoWay && got < want*1000 {
-					t.Errorf("%s, one way: the socket is paced at %d B/s, want no cap", end.x.name, got)
+				if !twoWay && got != wantSolo {
+					t.Errorf("%s, one way: the socket is paced at %d B/s, want %d", end.x.name, got, wantSolo)
 				}
 			}
 		}

@@ -190,6 +190,25 @@ var benchSeq struct {
 	n int
 }
 
+// linkSeed is the seed of bench n's loss generator: n, so that a run is
+// reproducible, plus GARDEND_SAT_SEED if set. A fixed seed loses the same
+// packets by their order in each direction every run, and a pass carries
+// about as many packets every run: with seed 1 the 54th packet from the
+// ground is lost, in the first round trip of the flight bench's second
+// pass. Other seeds show what the same 1 % loss costs elsewhere.
+func linkSeed(t testing.TB, n int) uint64 {
+	seed := uint64(n)
+	if v := os.Getenv("GARDEND_SAT_SEED"); v != "" {
+		extra, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("GARDEND_SAT_SEED=%q: %v", v, err)
+		}
+		seed += extra
+		t.Logf("radio loss seed %d (GARDEND_SAT_SEED=%d)", seed, extra)
+	}
+	return seed
+}
+
 func newBench(t testing.TB, o benchOpts) *bench {
 	requirements(t, o.arch)
 	bins := buildBinaries(t)
@@ -231,7 +250,8 @@ func newBench(t testing.TB, o benchOpts) *bench {
 			}
 		}
 	}
-	b.link = linkemu.NewLink(gt, st, radio, radio, uint64(n))
+	seed := linkSeed(t, n)
+	b.link = linkemu.NewLink(gt, st, radio, radio, seed)
 	b.link.OnChange = func(up bool, at time.Time) {
 		if up {
 			select {
