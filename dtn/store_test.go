@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -594,5 +595,64 @@ func TestTakeDueReturnsWhatBecameDue(t *testing.T) {
 	s = f.open(t)
 	if got := fmt.Sprint(s.TakeDue()); got != "[N P]" {
 		t.Fatalf("after reopen: %s", got)
+	}
+}
+
+// TestCloseWithWritersInFlight closes the store while many writers commit
+// (each writer that finds no commit in progress commits for the others):
+// every write returns, either durable or with ErrClosed, and after a
+// reopen exactly the writes that returned nil are there.
+func TestCloseWithWritersInFlight(t *testing.T) {
+	f := newFixture(t)
+	s, err := Open(f.path, f.ks, Options{Policy: testPolicy, Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers = 32
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	started := make(chan struct{}, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				_, _, err := s.Enqueue(context.Background(), entry("dest", protoCreate, fmt.Sprint("w", w, "-", i), OpCreate, "x"))
+				if i == 0 {
+					started <- struct{}{}
+				}
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("writer %d: %v", w, err)
+					return
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	for range writers {
+		<-started
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("writers still blocked a minute after Close")
+	}
+	if ok.Load() == 0 {
+		t.Fatal("no write committed before Close")
+	}
+	s2 := f.open(t)
+	if got := s2.Len("dest"); int64(got) != ok.Load() {
+		t.Fatalf("%d entries after reopen, %d writes returned nil", got, ok.Load())
+	}
+	if err := s2.Check(); err != nil {
+		t.Fatal(err)
 	}
 }
