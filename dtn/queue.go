@@ -452,7 +452,7 @@ func (tx *Tx) roomFor(level Level, grow int64) error {
 	if tx.pendingBytes()+grow > limit {
 		return &FullError{Level: level, Reason: "quota"}
 	}
-	if !tx.s.freeSpaceOK() {
+	if !tx.diskOK() {
 		return &FullError{Level: level, Reason: "disk"}
 	}
 	return nil

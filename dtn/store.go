@@ -8,10 +8,11 @@
 // keyed hashes, never clear peer or resource IDs. The data key is random,
 // stored only wrapped by the keystore's storage key (hsm).
 //
-// Writes go through one committer goroutine that groups whatever requests
-// are waiting into one transaction and one fsync (group commit): a lone
-// writer commits at once, concurrent writers share the sync. A call that
-// writes returns only once its transaction is durable.
+// Writes are grouped: one writer at a time commits, taking every request
+// waiting into one transaction and one fsync (group commit). A lone writer
+// commits at once in its own goroutine (no hand-off to another one and
+// back); concurrent writers share the sync. A call that writes returns only
+// once its transaction is durable.
 //
 // See README.md in this directory for the on-disk layout and the delivery
 // rules.
@@ -103,11 +104,15 @@ type Store struct {
 	enc  cbor.EncMode
 	dec  cbor.DecMode
 
-	reqs    chan *request
+	reqs    chan *request // submitted, waiting for a commit
 	quit    chan struct{}
-	stopped chan struct{}
 	closing sync.Once
 	closed  atomic.Bool
+	// committer is held (a token in a channel of capacity 1) by the writer
+	// committing now; it guards batch and dbClosed.
+	committer chan struct{}
+	batch     []*request
+	dbClosed  bool
 
 	mu       sync.Mutex // guards dests, total, ready, timers, lastTake
 	dests    map[string]*destState
@@ -180,7 +185,7 @@ func Open(path string, ks hsm.Keystore, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, path: path, opts: opts, enc: enc, dec: dec,
-		reqs: make(chan *request, opts.MaxBatch), quit: make(chan struct{}), stopped: make(chan struct{}),
+		reqs: make(chan *request, opts.MaxBatch), quit: make(chan struct{}), committer: make(chan struct{}, 1),
 		dests: map[string]*destState{}, ready: map[string]struct{}{}, wake: make(chan struct{}, 1)}
 	s.quota.Store(opts.QuotaBytes)
 	if err := s.setup(ks); err != nil {
@@ -196,7 +201,6 @@ func Open(path string, ks hsm.Keystore, opts Options) (*Store, error) {
 	for d, st := range s.dests { // once, at open: what a restart owes is due
 		s.scheduleLocked(d, st, now)
 	}
-	go s.commitLoop()
 	return s, nil
 }
 
@@ -255,15 +259,20 @@ func (s *Store) setup(ks hsm.Keystore) error {
 	return err
 }
 
-// Close waits for queued writes, stops the committer and closes the file.
-// Calling it twice is safe.
+// Close commits the writes already submitted, then closes the file; later
+// writes get ErrClosed. Calling it twice is safe.
 func (s *Store) Close() error {
 	var err error
 	s.closing.Do(func() {
 		s.closed.Store(true)
 		close(s.quit)
-		<-s.stopped
+		s.committer <- struct{}{} // wait for the writer committing now
+		// Commit what was submitted before Close: callers are waiting.
+		for s.commitWaiting() {
+		}
+		s.dbClosed = true
 		err = s.db.Close()
+		<-s.committer
 	})
 	return err
 }
@@ -301,15 +310,33 @@ func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
 	if err != nil {
 		return err
 	}
-	// Once submitted the request will commit or fail; wait for the outcome
-	// so that a nil error always means durable.
-	<-r.done
-	return r.err
+	return s.await(r)
 }
 
-// Submit queues fn as Update does but returns once the committer holds it,
-// without waiting for the commit; the channel then gets the outcome. Close
-// commits whatever was submitted before it. It is for a write that nothing
+// await waits for r's outcome: once submitted a request will commit or
+// fail, so a nil error always means durable. While no one commits, the
+// waiter does, taking every request waiting with its own.
+func (s *Store) await(r *request) error {
+	for {
+		select {
+		case <-r.done:
+			return r.err
+		default:
+		}
+		select {
+		case <-r.done:
+			return r.err
+		case s.committer <- struct{}{}:
+			s.commitWaiting()
+			<-s.committer
+		}
+	}
+}
+
+// Submit queues fn as Update does but returns once it is queued, without
+// waiting for the commit, which a goroutine of its own then drives as
+// Update would; the channel gets the outcome. Close commits whatever was
+// submitted before it. It is for a write that nothing
 // waits on, such as the boot count a nano keeps for its reports, whose
 // first commit (bbolt's write path run for the first time, about 25 ms
 // under qemu-aarch64) would otherwise hold up the start.
@@ -319,10 +346,7 @@ func (s *Store) Submit(ctx context.Context, fn func(*Tx) error) (<-chan error, e
 		return nil, err
 	}
 	out := make(chan error, 1)
-	go func() {
-		<-r.done
-		out <- r.err
-	}()
+	go func() { out <- s.await(r) }()
 	return out, nil
 }
 
@@ -349,36 +373,35 @@ func (s *Store) View(fn func(*Tx) error) error {
 	return s.db.View(func(btx *bolt.Tx) error { return fn(&Tx{s: s, btx: btx}) })
 }
 
-func (s *Store) commitLoop() {
-	defer close(s.stopped)
-	batch := make([]*request, 0, s.opts.MaxBatch)
-	for {
-		var first *request
+// commitWaiting commits every request waiting (up to MaxBatch) in one
+// transaction; the caller holds the committer token. It reports whether
+// there was any.
+func (s *Store) commitWaiting() bool {
+	batch := s.batch[:0]
+fill:
+	for len(batch) < s.opts.MaxBatch {
 		select {
-		case first = <-s.reqs:
-		case <-s.quit:
-			// Drain what was submitted before Close: callers are waiting.
-			for {
-				select {
-				case r := <-s.reqs:
-					s.commit([]*request{r})
-				default:
-					return
-				}
-			}
+		case r := <-s.reqs:
+			batch = append(batch, r)
+		default:
+			break fill
 		}
-		batch = append(batch[:0], first)
-	fill:
-		for len(batch) < s.opts.MaxBatch {
-			select {
-			case r := <-s.reqs:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
+	}
+	if len(batch) == 0 {
+		return false
+	}
+	if s.dbClosed {
+		// Submitted while Close ran, after its last look.
+		for _, r := range batch {
+			r.err = ErrClosed
+			close(r.done)
 		}
+	} else {
 		s.commit(batch)
 	}
+	clear(batch) // keep no caller's request alive
+	s.batch = batch
+	return true
 }
 
 // commit runs the batch in one transaction. If one request fails, the
@@ -398,10 +421,11 @@ func (s *Store) commit(batch []*request) {
 
 func (s *Store) runTx(batch []*request) error {
 	var failed *request
+	disk := &diskRoom{}
 	err := s.db.Update(func(btx *bolt.Tx) error {
 		for _, r := range batch {
 			r.delta = delta{}
-			if err := r.fn(&Tx{s: s, btx: btx, d: &r.delta, batch: batch}); err != nil {
+			if err := r.fn(&Tx{s: s, btx: btx, d: &r.delta, batch: batch, disk: disk}); err != nil {
 				r.err = err
 				failed = r
 				return err
@@ -462,6 +486,24 @@ type Tx struct {
 	btx   *bolt.Tx
 	d     *delta
 	batch []*request
+	disk  *diskRoom // shared by the requests of one commit
+}
+
+// diskRoom is the free-disk check of one commit: the disk is asked once
+// per transaction, not once per entry queued in it.
+type diskRoom struct {
+	asked, ok bool
+}
+
+// diskOK reports whether the disk has room for this transaction's writes.
+func (tx *Tx) diskOK() bool {
+	if tx.disk == nil {
+		return tx.s.freeSpaceOK()
+	}
+	if !tx.disk.asked {
+		tx.disk.asked, tx.disk.ok = true, tx.s.freeSpaceOK()
+	}
+	return tx.disk.ok
 }
 
 func checkBucket(name string) error {
