@@ -25,28 +25,7 @@ func TestTuneTCPSetsKeepaliveAndLinger(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	accepted := make(chan manet.Conn, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var d manet.Dialer
-	dialed, err := d.DialContext(ctx, l.Multiaddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dialed.Close()
-	inbound, ok := <-accepted
-	if !ok {
-		t.Fatal("accept failed")
-	}
-	defer inbound.Close()
+	dialed, inbound := loopbackPair(t, l)
 
 	for name, c := range map[string]manet.Conn{"dialed": dialed, "accepted": inbound} {
 		before := sockopts(t, c)
@@ -123,29 +102,8 @@ func TestListenTCPIsPlainTCP(t *testing.T) {
 	if p := soProtocol(t, nl.(syscall.Conn)); p != unix.IPPROTO_TCP {
 		t.Fatalf("listener SO_PROTOCOL %d, want IPPROTO_TCP (%d)", p, unix.IPPROTO_TCP)
 	}
-	accepted := make(chan manet.Conn, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var d manet.Dialer
-	dialed, err := d.DialContext(ctx, l.Multiaddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dialed.Close()
-	c, ok := <-accepted
-	if !ok {
-		t.Fatal("accept failed")
-	}
-	defer c.Close()
-	for name, c := range map[string]manet.Conn{"dialed": dialed, "accepted": c} {
+	dialed, inbound := loopbackPair(t, l)
+	for name, c := range map[string]manet.Conn{"dialed": dialed, "accepted": inbound} {
 		if p := soProtocol(t, c.(syscall.Conn)); p != unix.IPPROTO_TCP {
 			t.Errorf("%s connection: SO_PROTOCOL %d, want IPPROTO_TCP (%d)", name, p, unix.IPPROTO_TCP)
 		}
@@ -164,4 +122,33 @@ func soProtocol(t *testing.T, c syscall.Conn) int {
 		t.Fatalf("getsockopt SO_PROTOCOL: %v %v", err, gerr)
 	}
 	return p
+}
+
+// loopbackPair dials l with gardend's dialer and returns both ends, closed
+// when the test ends.
+func loopbackPair(t *testing.T, l manet.Listener) (dialed, accepted manet.Conn) {
+	t.Helper()
+	in := make(chan manet.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			close(in)
+			return
+		}
+		in <- c
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var d manet.Dialer
+	dialed, err := d.DialContext(ctx, l.Multiaddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dialed.Close() })
+	accepted, ok := <-in
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { accepted.Close() })
+	return dialed, accepted
 }
