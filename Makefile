@@ -106,8 +106,13 @@ sat-test: ## every flight-bench scenario: QEMU nanos behind the emulated radio l
 sat-ci: ## the flight-bench scenarios CI runs: gap work, a crash mid-drain, two stations; arm64 nano (root)
 	GARDEND_SAT=1 $(GO) test -count=1 -timeout 15m -v -run 'TestGapWorkArrivesArm64|TestNanoKilledMidDrain|TestTwoStationsArm64' ./test/sat/
 
-sat-bench: ## flight-bench figures as BENCH lines (root)
-	@set -o pipefail; GARDEND_SAT=1 $(GO) test -count=1 -timeout 15m -run '^$$' -bench FlightBench -benchtime 1x ./test/sat/ | awk -f scripts/benchfmt.awk
+# SAT_SEEDS: loss seeds of the radio (GARDEND_SAT_SEED), one bench run each;
+# with a fixed seed the same packets are lost every run (test/sat/README.md).
+SAT_SEEDS ?= 0
+sat-bench: ## flight-bench figures as BENCH lines, one run per seed in SAT_SEEDS (root)
+	@set -eo pipefail; for s in $(SAT_SEEDS); do echo "# loss seed $$s"; \
+		GARDEND_SAT=1 GARDEND_SAT_SEED=$$s $(GO) test -count=1 -timeout 15m -run '^$$' -bench FlightBench -benchtime 1x ./test/sat/ | awk -f scripts/benchfmt.awk; \
+	done
 
 # Full-system guests (test/sat/vm): gardend booted by systemd in a Debian 12
 # guest under qemu-system TCG. Images are cached in GARDEND_VM_CACHE
