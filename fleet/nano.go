@@ -120,8 +120,8 @@ func key(tx *dtn.Tx, parts ...string) []byte {
 // state database is the truth: a crash mid-apply left the old version or
 // the new one, whole), and starts reporting. The boot is counted at once
 // for the reports; writing the count is submitted without waiting for its
-// commit (the store commits it by its Close at the latest), so the start
-// does not wait for the first write of the state database.
+// commit (it commits on a goroutine of its own, or at the store's Close),
+// so the start does not wait for the first write of the state database.
 func (f *Nano) Start(ctx context.Context, n *node.Node) error {
 	f.node = n
 	f.started = f.o.Now()
