@@ -22,6 +22,7 @@ import (
 
 	"gardend/codec"
 	"gardend/dtn"
+	"gardend/host"
 	"gardend/hsm"
 )
 
@@ -71,7 +72,7 @@ func TestDeliveryCrashChild(t *testing.T) {
 	}
 	key, _ := hsm.NewPrivKey(ks)
 	psk, _ := hex.DecodeString(os.Getenv(envCrashPSK))
-	h, err := NewHost(HostConfig{Key: key, PSK: psk, DialTimeout: 3 * time.Second,
+	h, err := host.New(host.Config{Key: key, PSK: psk, DialTimeout: 3 * time.Second,
 		Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/" + os.Getenv(envCrashPort))}})
 	if err != nil {
 		fail(err)

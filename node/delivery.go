@@ -301,7 +301,7 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 		return 0, fmt.Errorf("open %s: %w", proto, err)
 	}
 	defer s.Close()
-	// At the planned rate, so the link's queue stays short (tcptune.go).
+	// At the planned rate, so the link's queue stays short (host/tcptune.go).
 	var gate *roomGate
 	if n.pace(dest) {
 		gate = n.newRoomGate(s)
@@ -372,7 +372,7 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 		}
 		probation, heard := n.h.OnProbation(dest)
 		// A kept session woken at AOS carries one round trip of the link
-		// until its other end answers (session.go): the link is busy from
+		// until its other end answers (host/session.go): the link is busy from
 		// AOS, and a dead session swallows no more than that.
 		held := probation && inWindow > 0 && probeBytes >= n.probationBytes(dest)
 		if inWindow >= n.o.DeliveryWindow || held {
@@ -480,7 +480,7 @@ func (n *Node) linger(dest peer.ID, fl *inflight, more chan struct{}) bool {
 	wait := drainLinger
 	if quiet, ok := n.keptQuietFrom(dest, n.o.Now()); ok {
 		// A kept session goes quiet before LOS: the stream's end must be
-		// acknowledged before the link goes (session.go).
+		// acknowledged before the link goes (host/session.go).
 		wait = min(wait, max(quiet.Sub(n.o.Now()), 0))
 	}
 	t := time.NewTimer(wait)

@@ -11,7 +11,6 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 )
 
 // dhtNamespace is the record namespace: keys are /gardend/<binary peer ID>.
@@ -41,17 +40,6 @@ func startDHT(ctx context.Context, n *Node) (recordDHT, error) {
 		return nil, err
 	}
 	return d, nil
-}
-
-// startIdentify starts identify on h (Host.StartIdentify). It lives here
-// because the DHT is its only user: a nodht build leaves it out.
-func startIdentify(h *Host, userAgent string) (identifyService, error) {
-	ids, err := identify.NewIDService(h, identify.UserAgent(userAgent), identify.DisableSignedPeerRecord())
-	if err != nil {
-		return nil, err
-	}
-	ids.Start()
-	return ids, nil
 }
 
 func dhtKey(p peer.ID) string { return "/" + dhtNamespace + "/" + string(p) }

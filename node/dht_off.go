@@ -21,12 +21,6 @@ func startDHT(_ context.Context, n *Node) (recordDHT, error) {
 	return nil, nil
 }
 
-// startIdentify fails: identify serves only the DHT, which this build
-// leaves out, and with it the identify package.
-func startIdentify(*Host, string) (identifyService, error) {
-	return nil, errors.New("this gardend build has no identify, which only the DHT needs (built with -tags nodht)")
-}
-
 func (x *indexer) publishDHT(*VerifiedRecord) {}
 
 func (x *indexer) lookupDHT(peer.ID) ([]byte, bool) { return nil, false }

@@ -6,13 +6,15 @@ import (
 	"testing"
 	"time"
 
+	"gardend/hsm/hsmtest"
+
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func TestDHTValidatorBindsKeysToOwners(t *testing.T) {
 	tn, _, idx, _ := groundAndNanos(t)
 	v := dhtValidator{n: idx[0].Node}
-	alice, bob := softKey(t), softKey(t)
+	alice, bob := hsmtest.SoftKey(t), hsmtest.SoftKey(t)
 	aliceID, _ := peer.IDFromPrivateKey(alice)
 	old := recordFor(t, tn, alice, 1, time.Now().Add(time.Hour))
 	newer := recordFor(t, tn, alice, 2, time.Now().Add(time.Hour))

@@ -4,7 +4,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"gardend/codec"
+	"gardend/hsm/hsmtest"
 )
 
 // FuzzWireMessages feeds arbitrary frame bodies to the decoder of every
@@ -49,8 +52,12 @@ func FuzzWireMessages(f *testing.F) {
 // on every heartbeat, publish and DHT value.
 func FuzzVerifyRecord(f *testing.F) {
 	c := newCodec(f)
-	key := softKey(f)
-	raw, err := SignRecord(c, key, PeerRecord{Peer: []byte(mustID(f, key)), Seq: 1, Expires: uint64(time.Now().Add(time.Hour).Unix())})
+	key := hsmtest.SoftKey(f)
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		f.Fatal(err)
+	}
+	raw, err := SignRecord(c, key, PeerRecord{Peer: []byte(id), Seq: 1, Expires: uint64(time.Now().Add(time.Hour).Unix())})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"gardend/codec"
+	"gardend/host"
 )
 
 // heartbeatLoop keeps one long-lived heartbeat stream to an indexer and
@@ -40,7 +41,7 @@ func (n *Node) heartbeatLoop(ai peer.AddrInfo) {
 		kept := n.h.Kept(ai.ID)
 		// Nothing new starts on a kept session in its quiet time before LOS,
 		// and nothing waits on a fresh dial while it sleeps before AOS
-		// (session.go): the beat waits, the schedule untouched.
+		// (host/session.go): the beat waits, the schedule untouched.
 		_, waiting := n.awaitingResume(ai.ID, now)
 		quiet := kept && n.keptQuiet(ai.ID, now)
 		hold := waiting || quiet
@@ -300,7 +301,7 @@ func (n *Node) contactLoop() {
 		for _, p := range n.callees() {
 			inReach := n.peerOpen(p, now)
 			if inReach && !n.Connected(p) && !(n.h.Kept(p) && pastLOS(c, now)) {
-				ctx, cancel := context.WithTimeout(n.ctx, DefaultDialTimeout)
+				ctx, cancel := context.WithTimeout(n.ctx, host.DefaultDialTimeout)
 				n.h.ClearBackoff(p)
 				if err := n.h.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
 					if p == n.o.Master.ID {

@@ -63,16 +63,3 @@ func perPeerProtocolLimits() map[protocol.ID]rcmgr.ResourceLimits {
 		kadProtocol:        {Streams: 16, StreamsInbound: 4, StreamsOutbound: 12},
 	}
 }
-
-// Refusals returns what this host refused to its peers, by reason: the
-// gater's (blacklisted, not admitted) and the resource manager's (streams,
-// connections, memory over a limit).
-func (h *Host) Refusals() map[string]uint64 {
-	return map[string]uint64{
-		"refused_conn_blocked":  h.Gater.RefusedBlocked.Load(),
-		"refused_conn_stranger": h.Gater.RefusedStranger.Load(),
-		"limit_refused_streams": h.refusals.Streams.Load(),
-		"limit_refused_conns":   h.refusals.Conns.Load(),
-		"limit_refused_memory":  h.refusals.Memory.Load(),
-	}
-}

@@ -14,7 +14,10 @@ import (
 
 	"gardend/codec"
 	"gardend/dtn"
+	"gardend/host"
 	"gardend/hsm"
+	"gardend/hsm/hsmtest"
+	"gardend/internal/poll"
 )
 
 // testNet is an in-process network on loopback: real hosts, real stores,
@@ -32,7 +35,7 @@ type tnode struct {
 	name      string
 	key       crypto.PrivKey
 	ks        hsm.Keystore
-	host      *Host
+	host      *host.Host
 	store     *dtn.Store
 	storeOpts dtn.Options
 	opts      Options
@@ -47,7 +50,7 @@ func newTestNet(t testing.TB) *testNet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testNet{t: t, psk: testPSK(t), codec: c}
+	return &testNet{t: t, psk: hsmtest.PSK(t), codec: c}
 }
 
 // peerOf makes a node's identity, host and store; the node itself is built
@@ -61,7 +64,7 @@ func (tn *testNet) peerOf(name string, roles Roles, storeOpts ...func(*dtn.Optio
 	}
 	key, _ := hsm.NewPrivKey(ks)
 	lim := LimitsFor(roles, 0)
-	h, err := NewHost(HostConfig{Key: key, PSK: tn.psk, Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")},
+	h, err := host.New(host.Config{Key: key, PSK: tn.psk, Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")},
 		DialTimeout: 3 * time.Second, Identify: roles.Has(RoleIndexer), Limits: &lim})
 	if err != nil {
 		t.Fatal(err)
@@ -119,19 +122,11 @@ func restore(a, b *tnode) {
 	b.host.ClearBackoff(a.host.ID())
 }
 
-// eventually polls cond until it holds or the deadline passes. These waits
-// are on real I/O between real hosts; under qemu on a loaded machine that
-// can take many times longer than natively, so no wait is shorter than a
-// minute (it only costs time when something is broken).
+// eventually waits for cond on real I/O (poll.Until: no wait under a
+// minute, since qemu on a loaded machine is slow).
 func eventually(t testing.TB, what string, within time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(max(within, time.Minute))
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Until(t, what, within, cond)
 }
 
 func hasResource(x *tnode, id string) bool {

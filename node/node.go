@@ -20,6 +20,7 @@ import (
 
 	"gardend/codec"
 	"gardend/dtn"
+	"gardend/host"
 	"gardend/plan"
 )
 
@@ -55,7 +56,7 @@ func (r Roles) String() string {
 type Options struct {
 	Name     string
 	Roles    Roles
-	Host     *Host
+	Host     *host.Host
 	Key      crypto.PrivKey // signs records (the host's identity)
 	Store    *dtn.Store
 	Codec    *codec.Codec
@@ -153,7 +154,7 @@ const DefaultMaxDrains = 32
 type Node struct {
 	o       Options
 	id      peer.ID
-	h       *Host
+	h       *host.Host
 	c       *codec.Codec
 	store   *dtn.Store
 	log     *slog.Logger
@@ -228,7 +229,7 @@ func New(o Options) (*Node, error) {
 		o.Host.Peerstore().AddAddrs(o.Master.ID, o.Master.Addrs, time.Hour*24*365)
 	}
 	// A nano that keeps to windows and its master keep their connection
-	// across planned gaps (session.go); a master reached through windows of
+	// across planned gaps (host/session.go); a master reached through windows of
 	// its own (PeerPlans) does not.
 	if keepsMaster(o, o.Contact.Profile) {
 		o.Host.KeepAcrossGaps(o.Master.ID)
@@ -321,15 +322,9 @@ func (n *Node) Start(ctx context.Context) error {
 		n.handle(n.o.Carriers[i].Protocol, n.serveCarried(&n.o.Carriers[i]))
 	}
 	n.handle(ProtoWake, n.serveWake)
-	n.log.Info("node started", "peer", n.id, "roles", n.o.Roles.String(), "addrs", hostAddrs{n.h})
+	n.log.Info("node started", "peer", n.id, "roles", n.o.Roles.String(), "addrs", n.h.LoggedAddrs())
 	return nil
 }
-
-// hostAddrs logs a host's addresses, read only when the line is written
-// (a nano runs at level warn: its start does not pay for them).
-type hostAddrs struct{ h *Host }
-
-func (a hostAddrs) LogValue() slog.Value { return slog.AnyValue(a.h.Addrs()) }
 
 // Close stops the loops and the handlers; it does not close the host or
 // the store, which the caller owns.
@@ -440,7 +435,7 @@ func (n *Node) write(s network.Stream, m any) error {
 // across a link that just went down) lets the node stop at once instead of
 // after the I/O timeout.
 func (n *Node) newStream(ctx context.Context, p peer.ID, proto string) (network.Stream, error) {
-	dctx, cancel := context.WithTimeout(ctx, DefaultDialTimeout)
+	dctx, cancel := context.WithTimeout(ctx, host.DefaultDialTimeout)
 	defer cancel()
 	s, err := n.h.NewStream(dctx, p, protocol.ID(proto))
 	if err != nil {

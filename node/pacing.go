@@ -4,6 +4,8 @@ import (
 	"sync"
 	"time"
 
+	"gardend/host"
+
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -179,7 +181,7 @@ func (g *roomGate) wait() error {
 
 // gateBacklog is what a drain has written that TCP has not sent: unsent in
 // the socket, plus what it flushed that the socket has not taken yet.
-func gateBacklog(st SocketState, base, flushed uint64) int {
+func gateBacklog(st host.SocketState, base, flushed uint64) int {
 	queued := st.Unsent
 	if taken := st.Written - base; taken < flushed {
 		queued += int(flushed - taken)

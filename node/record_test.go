@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"gardend/hsm/hsmtest"
+
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -23,7 +25,7 @@ func recordFor(t *testing.T, tn *testNet, key crypto.PrivKey, seq uint64, expire
 func TestRecordBookRules(t *testing.T) {
 	tn := newTestNet(t)
 	now := time.Now()
-	alice, bob := softKey(t), softKey(t)
+	alice, bob := hsmtest.SoftKey(t), hsmtest.SoftKey(t)
 	aliceID, _ := peer.IDFromPrivateKey(alice)
 	bobID, _ := peer.IDFromPrivateKey(bob)
 	book := NewRecordBook(tn.codec)
@@ -177,7 +179,7 @@ func TestHeartbeatsCarryTheRecordOnlyWhenNeeded(t *testing.T) {
 func TestRecordBookPrunesByExpiry(t *testing.T) {
 	tn := newTestNet(t)
 	now := time.Now()
-	alice, bob := softKey(t), softKey(t)
+	alice, bob := hsmtest.SoftKey(t), hsmtest.SoftKey(t)
 	aliceID, _ := peer.IDFromPrivateKey(alice)
 	bobID, _ := peer.IDFromPrivateKey(bob)
 	book := NewRecordBook(tn.codec)

@@ -52,7 +52,7 @@ func (n *Node) SetContact(c Contact) {
 	if c.Profile.Kind == 0 || n.o.Master.ID == "" {
 		return
 	}
-	if keepsMaster(n.o, c.Profile) { // for its next connection (session.go)
+	if keepsMaster(n.o, c.Profile) { // for its next connection (keep.go)
 		n.h.KeepAcrossGaps(n.o.Master.ID)
 	} else {
 		n.h.StopKeeping(n.o.Master.ID)
@@ -67,7 +67,7 @@ func (n *Node) SetNanoContact(p peer.ID, c Contact) {
 	n.contactMu.Lock()
 	n.nanoContacts[p] = c
 	n.contactMu.Unlock()
-	if keepsToWindows(c) { // for its next connection (session.go)
+	if keepsToWindows(c) { // for its next connection (keep.go)
 		n.h.KeepAcrossGaps(p)
 	} else {
 		n.h.StopKeeping(p)
@@ -81,7 +81,7 @@ func (n *Node) SetNanoContact(p peer.ID, c Contact) {
 func (n *Node) inContact(p peer.ID) bool {
 	now := n.o.Now()
 	if n.h.Kept(p) && n.keptQuiet(p, now) {
-		return false // nothing new on a kept session near LOS (session.go)
+		return false // nothing new on a kept session near LOS (keep.go)
 	}
 	if n.o.Roles.Has(RoleNano) && !n.peerOpen(p, now) {
 		return false

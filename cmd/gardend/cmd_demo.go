@@ -17,8 +17,8 @@ import (
 
 	"gardend/config"
 	"gardend/dtn"
+	"gardend/host"
 	"gardend/hsm"
-	"gardend/node"
 )
 
 // demoCommand is the demo, which the nano build leaves out (cmd_demo_nodht.go).
@@ -96,7 +96,7 @@ type item struct {
 
 func (d *demo) run(ctx context.Context, root string, passes, perGap int, pass, gap time.Duration) (int, error) {
 	pskFile := filepath.Join(root, "psk.key")
-	if err := node.WriteNewPSK(pskFile); err != nil {
+	if err := host.WriteNewPSK(pskFile); err != nil {
 		return 0, err
 	}
 	softhsm := demoSoftHSM(root)

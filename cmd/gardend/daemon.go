@@ -19,6 +19,7 @@ import (
 	"gardend/config"
 	"gardend/dtn"
 	"gardend/fleet"
+	"gardend/host"
 	"gardend/hsm"
 	"gardend/metrics"
 	"gardend/node"
@@ -33,7 +34,7 @@ type daemon struct {
 	cfg    *config.Config
 	ks     hsm.Keystore
 	store  *dtn.Store
-	host   *node.Host
+	host   *host.Host
 	node   *node.Node
 	stop   context.CancelFunc
 
@@ -95,7 +96,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 			return nil, fmt.Errorf("master: %w", err)
 		}
 	}
-	psk, err := node.LoadPSK(cfg.PSKFile)
+	psk, err := host.LoadPSK(cfg.PSKFile)
 	if err != nil {
 		return nil, fmt.Errorf("psk_file: %w", err)
 	}
@@ -192,8 +193,8 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 		listen = append(listen, a)
 	}
 	limits := node.LimitsFor(opts.Roles, len(opts.Nanos)+cfg.Indexer.MaxSessions)
-	if d.host, err = node.NewHost(node.HostConfig{Key: key, PSK: psk, Listen: listen, UserAgent: "gardend/" + version, Bandwidth: tune.bandwidth,
-		Identify: opts.DHT && opts.Roles.Has(node.RoleIndexer), Limits: &limits, TCP: node.FlightTCP(), Log: log}); err != nil {
+	if d.host, err = host.New(host.Config{Key: key, PSK: psk, Listen: listen, UserAgent: "gardend/" + version, Bandwidth: tune.bandwidth,
+		Identify: opts.DHT && opts.Roles.Has(node.RoleIndexer), Limits: &limits, TCP: host.FlightTCP(), Log: log}); err != nil {
 		return nil, err
 	}
 	opts.Host = d.host

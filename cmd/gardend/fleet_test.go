@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"gardend/fleet"
+	"gardend/host"
 	"gardend/metrics/promtest"
-	"gardend/node"
 )
 
 // daemonProc is a `gardend run` in this process.
@@ -109,7 +109,7 @@ func fleetShow(t *testing.T, sock, nano string) fleet.ShowReport {
 func TestFleetThroughTheCLI(t *testing.T) {
 	dir := t.TempDir()
 	pskFile := filepath.Join(dir, "psk.key")
-	if err := node.WriteNewPSK(pskFile); err != nil {
+	if err := host.WriteNewPSK(pskFile); err != nil {
 		t.Fatal(err)
 	}
 	key, nanoKey := filepath.Join(dir, "id.key"), filepath.Join(dir, "nano.key")

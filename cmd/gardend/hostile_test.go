@@ -25,6 +25,7 @@ import (
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"gardend/host"
 	"gardend/limits"
 	"gardend/node"
 )
@@ -62,10 +63,10 @@ func newHostileNet(t testing.TB) *hostileNet {
 	}
 	dir := t.TempDir()
 	pskFile := filepath.Join(dir, "psk.key")
-	if err := node.WriteNewPSK(pskFile); err != nil {
+	if err := host.WriteNewPSK(pskFile); err != nil {
 		t.Fatal(err)
 	}
-	psk, err := node.LoadPSK(pskFile)
+	psk, err := host.LoadPSK(pskFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +194,7 @@ func (v *victim) put(t testing.TB, id, owner string) {
 // attacker is a member of the network: it has the PSK and its own identity,
 // and no limits of its own.
 type attacker struct {
-	hosts []*node.Host
+	hosts []*host.Host
 }
 
 func newAttacker(t testing.TB, psk pnet.PSK, identities int) *attacker {
@@ -204,7 +205,7 @@ func newAttacker(t testing.TB, psk pnet.PSK, identities int) *attacker {
 			t.Fatal(err)
 		}
 		lim := limits.Config{Resources: rcmgr.InfiniteLimits, StreamsPerConn: 1 << 20}
-		h, err := node.NewHost(node.HostConfig{Key: priv, PSK: psk, Limits: &lim, DialTimeout: 10 * time.Second})
+		h, err := host.New(host.Config{Key: priv, PSK: psk, Limits: &lim, DialTimeout: 10 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"gardend/host"
 	"gardend/hsm"
 	"gardend/metrics/promtest"
 	"gardend/node"
@@ -27,7 +28,7 @@ func TestPrometheusScrapesARunningDaemon(t *testing.T) {
 	promtest.Tool(t, "prometheus")
 	dir := t.TempDir()
 	pskFile := filepath.Join(dir, "psk.key")
-	if err := node.WriteNewPSK(pskFile); err != nil {
+	if err := host.WriteNewPSK(pskFile); err != nil {
 		t.Fatal(err)
 	}
 	key, nanoKey := filepath.Join(dir, "id.key"), filepath.Join(dir, "nano.key")
@@ -184,7 +185,7 @@ listen = "`+metricsAddr+`"
 func TestRunRefusesABusyMetricsAddress(t *testing.T) {
 	dir := t.TempDir()
 	pskFile := filepath.Join(dir, "psk.key")
-	if err := node.WriteNewPSK(pskFile); err != nil {
+	if err := host.WriteNewPSK(pskFile); err != nil {
 		t.Fatal(err)
 	}
 	key := filepath.Join(dir, "id.key")

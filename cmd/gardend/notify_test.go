@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"gardend/node"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"gardend/host"
 )
 
 // TestMain lets the test binary stand in for gardend itself: with
@@ -95,7 +96,7 @@ func TestSystemdNotifyProtocol(t *testing.T) {
 		}
 		defer syscall.Unmount(dataDir, syscall.MNT_DETACH)
 	}
-	if err := node.WriteNewPSK(filepath.Join(dir, "psk.key")); err != nil {
+	if err := host.WriteNewPSK(filepath.Join(dir, "psk.key")); err != nil {
 		t.Fatal(err)
 	}
 	key := filepath.Join(dir, "id.key")

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"gardend/host"
 	"gardend/metrics/promtest"
 	"gardend/node"
 	"gardend/relay"
@@ -21,7 +22,7 @@ import (
 func TestThroughAStationCLI(t *testing.T) {
 	dir := t.TempDir()
 	pskFile := filepath.Join(dir, "psk.key")
-	if err := node.WriteNewPSK(pskFile); err != nil {
+	if err := host.WriteNewPSK(pskFile); err != nil {
 		t.Fatal(err)
 	}
 	ids := map[string]string{}

@@ -3,13 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"gardend/node"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"gardend/host"
 )
 
 // syncBuffer is a bytes.Buffer safe to write from the daemon and read here.
@@ -28,7 +29,7 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 func TestRunServesStatusAndStopsCleanly(t *testing.T) {
 	dir := t.TempDir()
 	pskFile := filepath.Join(dir, "psk.key")
-	if err := node.WriteNewPSK(pskFile); err != nil {
+	if err := host.WriteNewPSK(pskFile); err != nil {
 		t.Fatal(err)
 	}
 	key := filepath.Join(dir, "id.key")
@@ -114,7 +115,7 @@ func TestRunRefusesBadConfigAndMissingKey(t *testing.T) {
 func TestRunOrbitalNanoFollowsItsPlan(t *testing.T) {
 	dir := t.TempDir()
 	pskFile := filepath.Join(dir, "psk.key")
-	if err := node.WriteNewPSK(pskFile); err != nil {
+	if err := host.WriteNewPSK(pskFile); err != nil {
 		t.Fatal(err)
 	}
 	key := filepath.Join(dir, "id.key")
@@ -166,7 +167,7 @@ plan_file = "`+planFile+`"
 func TestRunRefusesAMissingWatchdogDevice(t *testing.T) {
 	dir := t.TempDir()
 	pskFile := filepath.Join(dir, "psk.key")
-	if err := node.WriteNewPSK(pskFile); err != nil {
+	if err := host.WriteNewPSK(pskFile); err != nil {
 		t.Fatal(err)
 	}
 	key := filepath.Join(dir, "id.key")

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"gardend/node"
+	"gardend/host"
 )
 
 // nanoBuild is a nano-only binary built as `make cross-nano` builds it.
@@ -64,7 +64,7 @@ func newNanoStartFixture(b *testing.B, native string) nanoStartFixture {
 	b.Helper()
 	dir := b.TempDir()
 	psk := filepath.Join(dir, "psk.key")
-	if err := node.WriteNewPSK(psk); err != nil {
+	if err := host.WriteNewPSK(psk); err != nil {
 		b.Fatal(err)
 	}
 	keygen := func(name string) string {

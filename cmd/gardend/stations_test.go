@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"gardend/node"
+	"gardend/host"
 	"gardend/plan"
 )
 
@@ -78,7 +78,7 @@ func stationsConfig(t *testing.T, dir, svalbardID, extra string) string {
 	t.Helper()
 	pskFile := filepath.Join(dir, "psk.key")
 	if _, err := os.Stat(pskFile); err != nil {
-		if err := node.WriteNewPSK(pskFile); err != nil {
+		if err := host.WriteNewPSK(pskFile); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -22,7 +22,9 @@ import (
 
 	"gardend/codec"
 	"gardend/dtn"
+	"gardend/host"
 	"gardend/hsm"
+	"gardend/internal/poll"
 	"gardend/node"
 )
 
@@ -81,7 +83,7 @@ type Process struct {
 	Dir   string
 	Key   crypto.PrivKey
 	KS    hsm.Keystore
-	Host  *node.Host
+	Host  *host.Host
 	Store *dtn.Store
 
 	before []func() // run first at Close (the node and what runs on it)
@@ -112,7 +114,7 @@ func New(t testing.TB, name string, roles node.Roles, dir string, o Options) *Pr
 		t.Fatal(err)
 	}
 	lim := node.LimitsFor(roles, 0)
-	h, err := node.NewHost(node.HostConfig{Key: key, PSK: o.PSK, Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")},
+	h, err := host.New(host.Config{Key: key, PSK: o.PSK, Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")},
 		DialTimeout: 3 * time.Second, Limits: &lim})
 	if err != nil {
 		t.Fatal(err)
@@ -155,13 +157,7 @@ func (p *Process) Close() {
 // real hosts, generous so that a slow machine only costs time.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Until(t, what, 90*time.Second, cond)
 }
 
 // Cut blocks a and b from each other and closes their connections: the

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"gardend/host"
 	"gardend/node"
 	"gardend/plan"
 	"gardend/test/sat/linkemu"
@@ -280,7 +281,7 @@ func newBench(t testing.TB, o benchOpts) *bench {
 	os.WriteFile(planFile, []byte(csv), 0o644)
 
 	pskFile := filepath.Join(b.dir, "psk.key")
-	if err := node.WriteNewPSK(pskFile); err != nil {
+	if err := host.WriteNewPSK(pskFile); err != nil {
 		t.Fatal(err)
 	}
 	native := filepath.Join(bins, "gardend-"+runtime.GOARCH)

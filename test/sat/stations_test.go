@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"gardend/host"
 	"gardend/node"
 	"gardend/plan"
 	"gardend/test/sat/linkemu"
@@ -133,7 +134,7 @@ func newStationsBench(t testing.TB, arch string, passes []stationPass) *stations
 	}
 
 	pskFile := filepath.Join(b.dir, "psk.key")
-	if err := node.WriteNewPSK(pskFile); err != nil {
+	if err := host.WriteNewPSK(pskFile); err != nil {
 		t.Fatal(err)
 	}
 	native := filepath.Join(bins, "gardend-"+runtime.GOARCH)

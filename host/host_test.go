@@ -1,57 +1,30 @@
-package node
+package host
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"gardend/hsm/hsmtest"
+
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
-
-	"gardend/hsm"
 )
 
 const protoEcho = "/gardend-test/echo/1"
 
-func testPSK(t testing.TB) pnet.PSK {
-	t.Helper()
-	psk := make([]byte, 32)
-	if _, err := rand.Read(psk); err != nil {
-		t.Fatal(err)
-	}
-	return psk
-}
-
-// softKey makes a software keystore in a temp dir and wraps it for libp2p.
-func softKey(t testing.TB) crypto.PrivKey {
-	t.Helper()
-	ks, _, err := hsm.Create(context.Background(), hsm.KeyRef{File: filepath.Join(t.TempDir(), "id.key")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ks.Close() })
-	k, err := hsm.NewPrivKey(ks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 func newTestHost(t testing.TB, key crypto.PrivKey, psk pnet.PSK) *Host {
 	t.Helper()
-	h, err := NewHost(HostConfig{
+	h, err := New(Config{
 		Key: key, PSK: psk,
 		Listen:      []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")},
 		DialTimeout: 5 * time.Second,
@@ -96,26 +69,26 @@ func echo(t testing.TB, a, b *Host) error {
 }
 
 func TestHostsHandshakeOnThePrivateNetwork(t *testing.T) {
-	psk := testPSK(t)
-	a := newTestHost(t, softKey(t), psk)
-	b := newTestHost(t, softKey(t), psk)
+	psk := hsmtest.PSK(t)
+	a := newTestHost(t, hsmtest.SoftKey(t), psk)
+	b := newTestHost(t, hsmtest.SoftKey(t), psk)
 	if err := echo(t, a, b); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestHostWithoutThePSKCannotConnect(t *testing.T) {
-	a := newTestHost(t, softKey(t), testPSK(t))
-	b := newTestHost(t, softKey(t), testPSK(t)) // another network key
+	a := newTestHost(t, hsmtest.SoftKey(t), hsmtest.PSK(t))
+	b := newTestHost(t, hsmtest.SoftKey(t), hsmtest.PSK(t)) // another network key
 	if err := echo(t, a, b); err == nil {
 		t.Fatal("connected across different PSKs")
 	}
 }
 
 func TestGaterRefusesBlacklistedPeers(t *testing.T) {
-	psk := testPSK(t)
-	a := newTestHost(t, softKey(t), psk)
-	b := newTestHost(t, softKey(t), psk)
+	psk := hsmtest.PSK(t)
+	a := newTestHost(t, hsmtest.SoftKey(t), psk)
+	b := newTestHost(t, hsmtest.SoftKey(t), psk)
 	b.Gater.Block(a.ID(), "test")
 	if err := echo(t, a, b); err == nil {
 		t.Fatal("blacklisted peer got through")
@@ -130,14 +103,6 @@ func TestGaterRefusesBlacklistedPeers(t *testing.T) {
 	}
 }
 
-func mustID(t testing.TB, k crypto.PrivKey) string {
-	id, err := peer.IDFromPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(id)
-}
-
 // At a pass's acquisition the nano and its master dial each other at the
 // same moment. If both dialled from their listening ports (TCP reuseport),
 // crossing SYNs would make one TCP connection on which both sides believe
@@ -145,9 +110,9 @@ func mustID(t testing.TB, k crypto.PrivKey) string {
 // short"): seen under qemu. Dials must come from ephemeral ports, so each
 // crossing dial is its own connection.
 func TestCrossingDialsBothSucceed(t *testing.T) {
-	psk := testPSK(t)
-	a := newTestHost(t, softKey(t), psk)
-	b := newTestHost(t, softKey(t), psk)
+	psk := hsmtest.PSK(t)
+	a := newTestHost(t, hsmtest.SoftKey(t), psk)
+	b := newTestHost(t, hsmtest.SoftKey(t), psk)
 	for round := 0; round < 30; round++ {
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
@@ -191,8 +156,8 @@ func port(t testing.TB, m ma.Multiaddr) string {
 // machine's interfaces, loopback included, on the same port; and that the
 // "node started" log line writes them.
 func TestHostAddrs(t *testing.T) {
-	psk := testPSK(t)
-	specific := newTestHost(t, softKey(t), psk)
+	psk := hsmtest.PSK(t)
+	specific := newTestHost(t, hsmtest.SoftKey(t), psk)
 	got, listen := specific.Addrs(), specific.swarm.ListenAddresses()
 	if len(got) != 1 || len(listen) != 1 || !got[0].Equal(listen[0]) {
 		t.Fatalf("a host listening on 127.0.0.1 advertises %v, want its listen address %v", got, listen)
@@ -201,7 +166,7 @@ func TestHostAddrs(t *testing.T) {
 		t.Fatalf("advertised %v without its port", got[0])
 	}
 
-	wildHost, err := NewHost(HostConfig{Key: softKey(t), PSK: psk, Listen: []ma.Multiaddr{ma.StringCast("/ip4/0.0.0.0/tcp/0")}})
+	wildHost, err := New(Config{Key: hsmtest.SoftKey(t), PSK: psk, Listen: []ma.Multiaddr{ma.StringCast("/ip4/0.0.0.0/tcp/0")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +191,7 @@ func TestHostAddrs(t *testing.T) {
 	}
 
 	var buf bytes.Buffer
-	slog.New(slog.NewTextHandler(&buf, nil)).Info("node started", "addrs", hostAddrs{specific})
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("node started", "addrs", specific.LoggedAddrs())
 	if !strings.Contains(buf.String(), got[0].String()) {
 		t.Fatalf("the log line %q does not name %v", buf.String(), got[0])
 	}

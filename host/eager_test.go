@@ -1,4 +1,4 @@
-package node
+package host
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"gardend/hsm/hsmtest"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -52,8 +54,8 @@ func stockTransport(t *testing.T, key crypto.PrivKey, psk pnet.PSK) transport.Tr
 // standard ones, so a stock go-libp2p listener accepts it, and a stock
 // dialler reaches a gardend host.
 func TestEagerDialsAreStandardLibp2p(t *testing.T) {
-	psk := testPSK(t)
-	stockKey := softKey(t)
+	psk := hsmtest.PSK(t)
+	stockKey := hsmtest.SoftKey(t)
 	stockID, err := peer.IDFromPrivateKey(stockKey)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +66,7 @@ func TestEagerDialsAreStandardLibp2p(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	h := newTestHost(t, softKey(t), psk)
+	h := newTestHost(t, hsmtest.SoftKey(t), psk)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -115,7 +117,7 @@ func TestEagerDialsAreStandardLibp2p(t *testing.T) {
 // speak Noise answers "na"; the dial fails with SecurityRefusedError
 // instead of feeding its answer to Noise.
 func TestEagerDialRefusedByAListenerWithoutNoise(t *testing.T) {
-	psk := testPSK(t)
+	psk := hsmtest.PSK(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -139,10 +141,10 @@ func TestEagerDialRefusedByAListenerWithoutNoise(t *testing.T) {
 			}()
 		}
 	}()
-	h := newTestHost(t, softKey(t), psk)
+	h := newTestHost(t, hsmtest.SoftKey(t), psk)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, otherKey := testPeer(t, 7)
+	otherKey := hsmtest.SoftKey(t)
 	other, err := peer.IDFromPrivateKey(otherKey)
 	if err != nil {
 		t.Fatal(err)
@@ -269,8 +271,8 @@ func (p *flightProxy) pump(from, to net.Conn, side int) {
 // proposal | answer | Noise 1 | Noise 2 | Noise 3 + message = 5. On the
 // radio link each flight is 300 ms.
 func TestFirstMessageTravelsInTheDiallersSecondFlight(t *testing.T) {
-	psk := testPSK(t)
-	server := newTestHost(t, softKey(t), psk)
+	psk := hsmtest.PSK(t)
+	server := newTestHost(t, hsmtest.SoftKey(t), psk)
 	arrived := make(chan struct{}, 1)
 	server.SetStreamHandler("/gardend-test/first/1", func(s network.Stream) {
 		defer s.Close()
@@ -299,7 +301,7 @@ func TestFirstMessageTravelsInTheDiallersSecondFlight(t *testing.T) {
 
 	t.Run("gardend", func(t *testing.T) {
 		p := newFlightProxy(t, server.Addrs()[0], delay)
-		client := newTestHost(t, softKey(t), psk)
+		client := newTestHost(t, hsmtest.SoftKey(t), psk)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		client.Peerstore().AddAddr(server.ID(), p.addr(t), time.Hour)
@@ -317,7 +319,7 @@ func TestFirstMessageTravelsInTheDiallersSecondFlight(t *testing.T) {
 		p := newFlightProxy(t, server.Addrs()[0], delay)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		c, err := stockTransport(t, softKey(t), psk).Dial(ctx, p.addr(t), server.ID())
+		c, err := stockTransport(t, hsmtest.SoftKey(t), psk).Dial(ctx, p.addr(t), server.ID())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -339,7 +341,7 @@ func TestFirstMessageTravelsInTheDiallersSecondFlight(t *testing.T) {
 func TestForcedPrivateNetworkVariableIsRefusedClearly(t *testing.T) {
 	defer func(v bool) { pnet.ForcePrivateNetwork = v }(pnet.ForcePrivateNetwork)
 	pnet.ForcePrivateNetwork = true
-	_, err := NewHost(HostConfig{Key: softKey(t), PSK: testPSK(t)})
+	_, err := New(Config{Key: hsmtest.SoftKey(t), PSK: hsmtest.PSK(t)})
 	if err == nil || !strings.Contains(err.Error(), pnet.EnvKey) {
 		t.Fatalf("NewHost under %s: %v", pnet.EnvKey, err)
 	}

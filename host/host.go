@@ -1,4 +1,4 @@
-package node
+package host
 
 // This file is the one place that builds a libp2p host. It is assembled by
 // hand from the lower-level packages instead of libp2p.New: the root package
@@ -70,8 +70,8 @@ const (
 	DefaultNegotiationTimeout = 15 * time.Second
 )
 
-// HostConfig is what a host is built from.
-type HostConfig struct {
+// Config is what a host is built from.
+type Config struct {
 	Key                crypto.PrivKey // identity; signs the Noise handshake
 	PSK                pnet.PSK       // private network key; required
 	Listen             []ma.Multiaddr // TCP multiaddrs; none for a dial-only host
@@ -81,8 +81,9 @@ type HostConfig struct {
 	UserAgent          string
 	Identify           bool             // run identify from the start (indexers serving the DHT)
 	Bandwidth          metrics.Reporter // nil: not measured
-	// Limits bound what peers may make this host spend (limits.go);
-	// nil: LimitsFor a ground host with no fleet size given.
+	// Limits bound what peers may make this host spend (package limits);
+	// nil: a ground host's, with no fleet size and no per-protocol limits
+	// (node.LimitsFor gives gardend's).
 	Limits *limits.Config
 	// TCP sets each connection's socket (tcptune.go); zero: the system's.
 	TCP TCPTuning
@@ -115,8 +116,8 @@ type Host struct {
 
 var _ host.Host = (*Host)(nil)
 
-// NewHost builds and starts a host: TCP only, Noise, yamux, PSK.
-func NewHost(cfg HostConfig) (*Host, error) {
+// New builds and starts a host: TCP only, Noise, yamux, PSK.
+func New(cfg Config) (*Host, error) {
 	if cfg.Key == nil {
 		return nil, errors.New("host: no identity key")
 	}
@@ -151,7 +152,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		return fail(err)
 	}
 	if cfg.Limits == nil {
-		lim := LimitsFor(RoleMaster|RoleIndexer, 0)
+		lim := limits.Ground(0, limits.PerProtocol{})
 		cfg.Limits = &lim
 	}
 	refusals := new(limits.Refusals)
@@ -248,7 +249,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 }
 
 // identifyService is the identify protocol running on a host. It is
-// started by startIdentify, in dht.go: only the DHT needs it, so a build
+// started by startIdentify, in identify.go: only the DHT needs it, so a build
 // without the DHT (-tags nodht) links neither.
 type identifyService interface {
 	IdentifyConn(network.Conn)
@@ -504,7 +505,7 @@ const (
 
 // tcpTransport is the host's one transport: TCP, each connection handed
 // to the upgrader (PSK, Noise, yamux; eager.go). Dials leave from
-// ephemeral ports (see NewHost). The resource manager is asked before
+// ephemeral ports (see New). The resource manager is asked before
 // each dial; accepted connections go through the upgrader's gate, which
 // asks it and the gater.
 type tcpTransport struct {
@@ -733,3 +734,24 @@ func (g *Gater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnM
 	return g.allow(p)
 }
 func (g *Gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
+
+// Refusals returns what this host refused to its peers, by reason: the
+// gater's (blacklisted, not admitted) and the resource manager's (streams,
+// connections, memory over a limit).
+func (h *Host) Refusals() map[string]uint64 {
+	return map[string]uint64{
+		"refused_conn_blocked":  h.Gater.RefusedBlocked.Load(),
+		"refused_conn_stranger": h.Gater.RefusedStranger.Load(),
+		"limit_refused_streams": h.refusals.Streams.Load(),
+		"limit_refused_conns":   h.refusals.Conns.Load(),
+		"limit_refused_memory":  h.refusals.Memory.Load(),
+	}
+}
+
+// LoggedAddrs is h's addresses as a log value, read only when a line is
+// written (a nano runs at level warn: its start does not pay for them).
+func (h *Host) LoggedAddrs() slog.LogValuer { return loggedAddrs{h} }
+
+type loggedAddrs struct{ h *Host }
+
+func (a loggedAddrs) LogValue() slog.Value { return slog.AnyValue(a.h.Addrs()) }

@@ -1,4 +1,4 @@
-package node
+package host
 
 import (
 	"bytes"
@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"gardend/hsm/hsmtest"
+	"gardend/internal/poll"
+
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/sys/unix"
-
-	"gardend/dtn"
-	"gardend/plan"
 )
 
 // sockopt reads an option of the socket under c as the kernel holds it.
@@ -37,30 +37,14 @@ func sockopt(t *testing.T, h *Host, c network.Conn, read func(fd int) error) {
 	}
 }
 
-// pacingPassesThrough reports whether SO_MAX_PACING_RATE reaches a kernel
-// that takes it. qemu-user (the cross tests) refuses the option without
-// asking the kernel; the tests then check the way gardend goes on without.
-func pacingPassesThrough(t *testing.T) bool {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	err = unix.SetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE, 1000)
-	if err != nil {
-		t.Logf("SO_MAX_PACING_RATE refused here (%v): checking that connections go on unpaced", err)
-	}
-	return err == nil
-}
-
 func TestPacingReachesTheSocketsOfBothEnds(t *testing.T) {
-	psk := testPSK(t)
-	a := newTestHost(t, softKey(t), psk)
-	b := newTestHost(t, softKey(t), psk)
+	psk := hsmtest.PSK(t)
+	a := newTestHost(t, hsmtest.SoftKey(t), psk)
+	b := newTestHost(t, hsmtest.SoftKey(t), psk)
 	if err := echo(t, a, b); err != nil {
 		t.Fatal(err)
 	}
-	if !pacingPassesThrough(t) {
+	if !PacingPassesThrough() {
 		if err := a.SetPacing(b.ID(), 7640); err == nil {
 			t.Error("SetPacing reported success where the option is refused")
 		}
@@ -105,7 +89,7 @@ func TestPacingReachesTheSocketsOfBothEnds(t *testing.T) {
 
 func tunedHost(t *testing.T, tune TCPTuning, log *slog.Logger, psk []byte) *Host {
 	t.Helper()
-	h, err := NewHost(HostConfig{Key: softKey(t), PSK: psk, Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")},
+	h, err := New(Config{Key: hsmtest.SoftKey(t), PSK: psk, Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")},
 		DialTimeout: 5 * time.Second, TCP: tune, Log: log})
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +99,7 @@ func tunedHost(t *testing.T, tune TCPTuning, log *slog.Logger, psk []byte) *Host
 }
 
 func TestTCPTuningIsSetOnDialledAndAcceptedSockets(t *testing.T) {
-	psk := testPSK(t)
+	psk := hsmtest.PSK(t)
 	tune := TCPTuning{Congestion: []string{"no-such-algorithm", "reno"}, NotSentLowat: 16 << 10} // reno is built in and always allowed
 	a := tunedHost(t, tune, nil, psk)
 	b := tunedHost(t, tune, nil, psk)
@@ -125,7 +109,7 @@ func TestTCPTuningIsSetOnDialledAndAcceptedSockets(t *testing.T) {
 	if err := a.Dial(ctx, b.ID(), b.Addrs()...); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the accepted connection", 10*time.Second, func() bool { return len(b.Network().ConnsToPeer(a.ID())) == 1 })
+	poll.Until(t, "the accepted connection", 10*time.Second, func() bool { return len(b.Network().ConnsToPeer(a.ID())) == 1 })
 	for name, end := range map[string]struct {
 		h  *Host
 		to peer.ID
@@ -142,7 +126,7 @@ func TestTCPTuningIsSetOnDialledAndAcceptedSockets(t *testing.T) {
 		if cc != systemCongestion(t) || lowat != 16<<10 {
 			t.Errorf("%s socket, unpaced: congestion %q, notsent lowat %d; want the system's %q, %d", name, cc, lowat, systemCongestion(t), 16<<10)
 		}
-		if !pacingPassesThrough(t) {
+		if !PacingPassesThrough() {
 			continue
 		}
 		// Paced, the tuned congestion control; unpaced again, its own.
@@ -172,13 +156,13 @@ func systemCongestion(t *testing.T) string {
 }
 
 func TestAnUnavailableTCPOptionIsLoggedOnceAndTheConnectionWorks(t *testing.T) {
-	psk := testPSK(t)
+	psk := hsmtest.PSK(t)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	a := tunedHost(t, TCPTuning{Congestion: []string{"no-such-algorithm"}}, log, psk)
-	b := newTestHost(t, softKey(t), psk)
-	c := newTestHost(t, softKey(t), psk)
-	if !pacingPassesThrough(t) {
+	b := newTestHost(t, hsmtest.SoftKey(t), psk)
+	c := newTestHost(t, hsmtest.SoftKey(t), psk)
+	if !PacingPassesThrough() {
 		t.Skip("qemu-user refuses pacing, before the congestion control is ever asked for")
 	}
 	for _, to := range []*Host{b, c} {
@@ -202,9 +186,9 @@ func TestAnUnavailableTCPOptionIsLoggedOnceAndTheConnectionWorks(t *testing.T) {
 }
 
 func TestClosedSocketsLeaveTheRegistry(t *testing.T) {
-	psk := testPSK(t)
-	a := newTestHost(t, softKey(t), psk)
-	peers := []*Host{newTestHost(t, softKey(t), psk), newTestHost(t, softKey(t), psk), newTestHost(t, softKey(t), psk)}
+	psk := hsmtest.PSK(t)
+	a := newTestHost(t, hsmtest.SoftKey(t), psk)
+	peers := []*Host{newTestHost(t, hsmtest.SoftKey(t), psk), newTestHost(t, hsmtest.SoftKey(t), psk), newTestHost(t, hsmtest.SoftKey(t), psk)}
 	// Sweeps come when the registry has doubled (at least minSweep); here
 	// the fourth connection is the one that finds three closed sockets.
 	a.socks.mu.Lock()
@@ -216,7 +200,7 @@ func TestClosedSocketsLeaveTheRegistry(t *testing.T) {
 		}
 		a.Network().ClosePeer(p.ID()) // closed before the next one comes
 	}
-	eventually(t, "closed connections", 10*time.Second, func() bool { return len(a.Network().Conns()) == 0 })
+	poll.Until(t, "closed connections", 10*time.Second, func() bool { return len(a.Network().Conns()) == 0 })
 	if err := echo(t, a, peers[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -228,91 +212,10 @@ func TestClosedSocketsLeaveTheRegistry(t *testing.T) {
 	}
 }
 
-// The planned rate of the window a drain runs in reaches the socket, on
-// the nano (its own plan) and on the master (the nano's plan).
-func TestDrainsArePacedAtThePlannedRate(t *testing.T) {
-	ctx := context.Background()
-	now := time.Now()
-	p, err := plan.New([]plan.Window{{Start: now.Add(-time.Hour), End: now.Add(time.Hour), RateBps: 64000}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	contact := Contact{Profile: ProfileFor(ProfileOrbital), Plan: p}
-	tn := newTestNet(t)
-	master := tn.peerOf("master", RoleMaster)
-	nn := tn.peerOf("nano", RoleNano)
-	master.opts.Nanos = []peer.AddrInfo{nn.info()}
-	master.opts.NanoContacts = map[peer.ID]Contact{nn.host.ID(): contact}
-	nn.opts.Master = master.info()
-	nn.opts.Contact = contact
-	master.start(t)
-	nn.start(t)
-	if err := nn.PutResource(ctx, dtn.OpCreate, "board", nn.ID(), []byte("from board")); err != nil {
-		t.Fatal(err)
-	}
-	if err := master.PutResource(ctx, dtn.OpCreate, "ground", nn.ID(), []byte("from ground")); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "both deliveries", 30*time.Second, func() bool { return hasResource(master, "board") && hasResource(nn, "ground") })
-	if !pacingPassesThrough(t) {
-		for _, x := range []*tnode{nn, master} {
-			to := master.ID()
-			if x == master {
-				to = nn.ID()
-			}
-			// A two-way drain asks for pacing; here it is refused.
-			undo := x.inbound.add(to)
-			x.pace(to)
-			undo()
-			if x.Metrics.Get("pacing_refused") == 0 {
-				t.Errorf("%s: pacing refused but not counted", x.name)
-			}
-		}
-		return
-	}
-	want := uint64(64000 / 8 * pacingShare)
-	wantSolo := uint64(64000 / 8 * soloShare)
-	for _, end := range []struct {
-		x  *tnode
-		to peer.ID
-	}{{nn, master.ID()}, {master, nn.ID()}} {
-		// A drain is paced at pacingShare of the planned rate while the
-		// peer drains to this node too, and just above the link's rate
-		// when it is alone on it. Both may have dialled at once: every
-		// connection follows.
-		undo := end.x.inbound.add(end.to)
-		for _, twoWay := range []bool{true, false} {
-			if !twoWay {
-				undo()
-				// The peer's own drain stream may linger a moment.
-				eventually(t, "the peer's drain ended", 30*time.Second, func() bool { return !end.x.inbound.from(end.to) })
-			}
-			if !end.x.pace(end.to) {
-				t.Fatalf("%s: pace reports no planned rate", end.x.name)
-			}
-			for _, c := range end.x.host.Network().ConnsToPeer(end.to) {
-				got, err := end.x.host.socketPacing(c)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if twoWay && got != want {
-					t.Errorf("%s, both ways: the socket is paced at %d B/s, want %d", end.x.name, got, want)
-				}
-				if !twoWay && got != wantSolo {
-					t.Errorf("%s, one way: the socket is paced at %d B/s, want %d", end.x.name, got, wantSolo)
-				}
-			}
-		}
-	}
-	if got := nn.pacingFor(master.ID(), now.Add(2*time.Hour)); got != 0 {
-		t.Errorf("outside any window: pacing %d, want 0 (none)", got)
-	}
-}
-
 func TestSocketCountsWhatWasWritten(t *testing.T) {
-	psk := testPSK(t)
-	a := newTestHost(t, softKey(t), psk)
-	b := newTestHost(t, softKey(t), psk)
+	psk := hsmtest.PSK(t)
+	a := newTestHost(t, hsmtest.SoftKey(t), psk)
+	b := newTestHost(t, hsmtest.SoftKey(t), psk)
 	if err := echo(t, a, b); err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +224,7 @@ func TestSocketCountsWhatWasWritten(t *testing.T) {
 	if !ok {
 		// TCP_INFO does not come through here (qemu-user zeroes it): no
 		// state, so no drain is gated on it; pacing is refused there too.
-		if pacingPassesThrough(t) {
+		if PacingPassesThrough() {
 			t.Fatal("no socket state for a live connection, yet pacing works")
 		}
 		return
@@ -330,7 +233,7 @@ func TestSocketCountsWhatWasWritten(t *testing.T) {
 		t.Fatal("TCP_INFO reports nothing written after an echo")
 	}
 	paced := a.SetPacing(b.ID(), 50000) == nil
-	if paced != pacingPassesThrough(t) {
+	if paced != PacingPassesThrough() {
 		t.Fatalf("SetPacing succeeded: %v, but the option passes through: %v", paced, !paced)
 	}
 	s, err := a.NewStream(context.Background(), b.ID(), protoEcho)
@@ -340,36 +243,13 @@ func TestSocketCountsWhatWasWritten(t *testing.T) {
 	defer s.Reset()
 	const n = 40000
 	go s.Write(make([]byte, n)) // the echo comes back; nobody reads it
-	eventually(t, "the socket to take the stream's bytes", 10*time.Second, func() bool {
+	poll.Until(t, "the socket to take the stream's bytes", 10*time.Second, func() bool {
 		st, ok := a.Socket(c)
 		return ok && st.Written-before.Written >= n
 	})
 	st, _ := a.Socket(c)
 	if paced && st.Pacing != 50000 || st.Unsent < 0 || uint64(st.Unsent) > st.Written {
 		t.Errorf("socket state %+v", st)
-	}
-}
-
-func TestGateCountsBytesNotYetInTheSocket(t *testing.T) {
-	// 10 kB flushed since the drain began; the socket took 4 kB of them
-	// and has sent 1 kB: 3 kB unsent there, 6 kB still above it.
-	st := SocketState{Written: 1000 + 4000, Unsent: 3000, Pacing: 7640}
-	if got := gateBacklog(st, 1000, 10000); got != 9000 {
-		t.Errorf("backlog %d, want 9000", got)
-	}
-	// Everything flushed reached the socket (and other writers' bytes too).
-	st = SocketState{Written: 1000 + 12000, Unsent: 2500, Pacing: 7640}
-	if got := gateBacklog(st, 1000, 10000); got != 2500 {
-		t.Errorf("backlog %d, want 2500", got)
-	}
-	if r := gateRoom(7640, true); r != pacedChunk {
-		t.Errorf("room at 64 kbit/s with acks owed: %d, want three segments (%d)", r, pacedChunk)
-	}
-	if r := gateRoom(1<<20, true); r != 1<<18 {
-		t.Errorf("room at 1 MB/s with acks owed: %d, want a quarter second (%d)", r, 1<<18)
-	}
-	if r := gateRoom(7640, false); r != 2*pacedChunkSolo {
-		t.Errorf("room with no acks owed: %d, want two buffers (%d)", r, 2*pacedChunkSolo)
 	}
 }
 

@@ -1,6 +1,6 @@
 //go:build pkcs11
 
-package node
+package host
 
 import "testing"
 

@@ -1,4 +1,4 @@
-package node
+package host
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"gardend/hsm/hsmtest"
+	"gardend/internal/poll"
+
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -18,62 +21,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 	"golang.org/x/sys/unix"
-
-	"gardend/plan"
 )
-
-// TestKeptPhaseFollowsThePlan: a kept session sleeps from the end of a
-// window plus its guard to the next planned AOS, and is awake from AOS to
-// the end of the trailing guard (simulated clock: only the plan's times).
-func TestKeptPhaseFollowsThePlan(t *testing.T) {
-	t0 := time.Unix(1_800_000_000, 0)
-	prof := ProfileFor(ProfileOrbital) // guard 30 s
-	w1 := plan.Window{Start: t0.Add(10 * time.Minute), End: t0.Add(18 * time.Minute)}
-	w2 := plan.Window{Start: t0.Add(100 * time.Minute), End: t0.Add(108 * time.Minute)}
-	p, err := plan.New([]plan.Window{w1, w2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := Contact{Profile: prof, Plan: p}
-	g := prof.Guard
-	for _, tc := range []struct {
-		name      string
-		at        time.Time
-		asleep    bool
-		next      time.Time
-		pastLOS   bool
-		beforeAOS bool
-	}{
-		{"before the first window", t0, true, w1.Start, false, false},
-		{"leading guard", w1.Start.Add(-g / 2), true, w1.Start, false, true},
-		{"AOS (the link settling)", w1.Start, false, w1.End.Add(g), false, true},
-		{"AOS, link settled", w1.Start.Add(linkSettle), false, w1.End.Add(g), false, false},
-		{"in the window", w1.Start.Add(time.Minute), false, w1.End.Add(g), false, false},
-		{"LOS", w1.End, false, w1.End.Add(g), true, false},
-		{"trailing guard", w1.End.Add(g / 2), false, w1.End.Add(g), true, false},
-		{"end of the trailing guard", w1.End.Add(g), true, w2.Start, false, false},
-		{"gap", w1.End.Add(time.Hour), true, w2.Start, false, false},
-		{"after the last window", w2.End.Add(g), true, time.Time{}, false, false},
-	} {
-		asleep, next := keptPhase(c, tc.at)
-		if asleep != tc.asleep || !next.Equal(tc.next) {
-			t.Errorf("%s: asleep=%v next=%v, want %v %v", tc.name, asleep, next, tc.asleep, tc.next)
-		}
-		if got := pastLOS(c, tc.at); got != tc.pastLOS {
-			t.Errorf("%s: pastLOS=%v, want %v", tc.name, got, tc.pastLOS)
-		}
-		aos, before := beforeAOS(c, tc.at)
-		if before != tc.beforeAOS || (before && !aos.Equal(w1.Start.Add(linkSettle))) {
-			t.Errorf("%s: beforeAOS=%v %v, want %v", tc.name, before, aos, tc.beforeAOS)
-		}
-	}
-	// Without a plan, or for a continuous profile, a session never sleeps.
-	for _, c := range []Contact{{Profile: prof}, {Profile: ProfileFor(ProfileContinuous), Plan: p}} {
-		if asleep, next := keptPhase(c, w1.End.Add(time.Hour)); asleep || !next.IsZero() {
-			t.Errorf("contact %+v: asleep=%v next=%v", c.Profile.Kind, asleep, next)
-		}
-	}
-}
 
 // TestKeptMuxerConfig: a kept peer's yamux session has no keepalive and no
 // round-trip pings (the only writers left in a gap); others keep
@@ -92,9 +40,9 @@ func TestKeptMuxerConfig(t *testing.T) {
 
 // keptHosts are two real hosts on loopback that keep each other's sessions.
 func keptHosts(t *testing.T) (a, b *Host, bKey crypto.PrivKey, psk pnet.PSK) {
-	psk = testPSK(t)
-	bKey = softKey(t)
-	a, b = newTestHost(t, softKey(t), psk), newTestHost(t, bKey, psk)
+	psk = hsmtest.PSK(t)
+	bKey = hsmtest.SoftKey(t)
+	a, b = newTestHost(t, hsmtest.SoftKey(t), psk), newTestHost(t, bKey, psk)
 	a.KeepAcrossGaps(b.ID())
 	b.KeepAcrossGaps(a.ID())
 	return a, b, bKey, psk
@@ -110,12 +58,13 @@ func onlyConn(t *testing.T, h *Host, p peer.ID) network.Conn {
 }
 
 // settled waits until everything h sent to p is acknowledged (the kernel
-// may delay an ACK): only then does a session go dormant.
+// may delay an ACK) and every stream is gone (the other end's close of the
+// last one may still be on its way): only then does a session go dormant.
 func settled(t *testing.T, h *Host, p peer.ID) {
 	t.Helper()
-	eventually(t, "acknowledged", time.Minute, func() bool {
+	poll.Until(t, "acknowledged", time.Minute, func() bool {
 		for _, c := range h.Network().ConnsToPeer(p) {
-			if k := keptOf(c); k == nil || k.unacked() != 0 {
+			if k := keptOf(c); k == nil || k.unacked() != 0 || len(c.GetStreams()) > 0 {
 				return false
 			}
 		}
@@ -155,7 +104,7 @@ func keepAliveOn(t *testing.T, c network.Conn) bool {
 // closed; the ping wakes the other end's side.
 func TestKeptSessionSleepsAndWakes(t *testing.T) {
 	a, b, _, psk := keptHosts(t)
-	plainKey := softKey(t)
+	plainKey := hsmtest.SoftKey(t)
 	plain := newTestHost(t, plainKey, psk)
 	if err := echo(t, a, b); err != nil {
 		t.Fatal(err)
@@ -180,11 +129,11 @@ func TestKeptSessionSleepsAndWakes(t *testing.T) {
 
 	settled(t, a, b.ID())
 	settled(t, b, a.ID())
-	if n, _, _ := a.SleepSessions(b.ID()); n != 1 {
-		t.Fatalf("SleepSessions = %d, want 1", n)
+	if n, unacked, why := a.SleepSessions(b.ID()); n != 1 {
+		t.Fatalf("SleepSessions = %d, want 1 (%d unacked: %s)", n, unacked, why)
 	}
-	if n, _, _ := b.SleepSessions(a.ID()); n != 1 {
-		t.Fatal("b's side did not go dormant")
+	if n, unacked, why := b.SleepSessions(a.ID()); n != 1 {
+		t.Fatalf("b's side did not go dormant (%d bytes unacknowledged: %s)", unacked, why)
 	}
 	if a.Network().Connectedness(b.ID()) == network.Connected {
 		t.Fatal("a dormant session counts as connected")
@@ -358,12 +307,12 @@ func TestDeadKeptSessionGivesWayToAFreshOne(t *testing.T) {
 	}
 	s.Close()
 	settled(t, a, b.ID())
-	if n, _, _ := a.SleepSessions(b.ID()); n != 1 {
-		t.Fatal("not dormant")
+	if n, unacked, why := a.SleepSessions(b.ID()); n != 1 {
+		t.Fatalf("not dormant (%d unacked: %s)", unacked, why)
 	}
 	link.cut() // LOS
 	b.Close()  // the ground restarts in the gap
-	b2, err := NewHost(HostConfig{Key: bKey, PSK: psk, Listen: []ma.Multiaddr{target}, DialTimeout: 5 * time.Second})
+	b2, err := New(Config{Key: bKey, PSK: psk, Listen: []ma.Multiaddr{target}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,40 +362,5 @@ func TestDeadKeptSessionGivesWayToAFreshOne(t *testing.T) {
 	}
 	if c := onlyConn(t, a, b.ID()); c == kept || a.Network().Connectedness(b.ID()) != network.Connected {
 		t.Fatal("the fresh connection did not carry on")
-	}
-}
-
-// A peer is kept only while its contact keeps to windows: a plan that turns
-// continuous gives its next connection keepalives again, on either end.
-func TestKeptFollowsTheProfile(t *testing.T) {
-	tn := newTestNet(t)
-	master, nano := tn.peerOf("master", RoleMaster), tn.peerOf("nano", RoleNano)
-	master.opts.Nanos = []peer.AddrInfo{nano.info()}
-	nano.opts.Master = master.info()
-	nano.opts.Contact = Contact{Profile: ProfileFor(ProfileOrbital)}
-	master.start(t)
-	nano.start(t)
-	m, n := master.host.ID(), nano.host.ID()
-	if !nano.host.Kept(m) {
-		t.Fatal("an orbital nano does not keep its master")
-	}
-	if master.host.Kept(n) {
-		t.Fatal("the master keeps a nano it has no contact for")
-	}
-	master.SetNanoContact(n, Contact{Profile: ProfileFor(ProfileOrbital)})
-	if !master.host.Kept(n) {
-		t.Fatal("the master does not keep an orbital nano")
-	}
-	master.SetNanoContact(n, Contact{Profile: ProfileFor(ProfileContinuous)})
-	if master.host.Kept(n) {
-		t.Fatal("the master still keeps a nano whose contact turned continuous")
-	}
-	nano.SetContact(Contact{Profile: ProfileFor(ProfileContinuous)})
-	if nano.host.Kept(m) {
-		t.Fatal("the nano still keeps its master under a continuous profile")
-	}
-	nano.SetContact(Contact{Profile: ProfileFor(ProfileOrbital)})
-	if !nano.host.Kept(m) {
-		t.Fatal("the nano does not keep its master once orbital again")
 	}
 }

@@ -1,6 +1,6 @@
 //go:build pkcs11
 
-package node
+package host
 
 import (
 	"context"
@@ -37,13 +37,13 @@ func tokenKey(t testing.TB) crypto.PrivKey {
 // A host whose key never leaves the token starts, and handshakes both ways
 // with a software-keyed host; its peer ID is the token's public key.
 func TestTokenKeyedHostHandshakes(t *testing.T) {
-	psk := testPSK(t)
+	psk := hsmtest.PSK(t)
 	key := tokenKey(t)
 	if _, err := key.Raw(); err == nil {
 		t.Fatal("token key exported its raw bytes")
 	}
 	tok := newTestHost(t, key, psk)
-	soft := newTestHost(t, softKey(t), psk)
+	soft := newTestHost(t, hsmtest.SoftKey(t), psk)
 	want, _ := peer.IDFromPublicKey(key.GetPublic())
 	if tok.ID() != want {
 		t.Fatalf("host ID %s, token key gives %s", tok.ID(), want)

@@ -1,4 +1,4 @@
-package node
+package host
 
 // This file shortens the opening of a connection by one round trip, which is
 // 600 ms at every pass on the radio link. go-libp2p's upgrader negotiates the
@@ -109,7 +109,7 @@ func (l *protectedListener) Accept() (manet.Conn, network.ConnManagementScope, e
 	}
 	pc, err := pnet.NewProtectedConn(l.psk, c)
 	if err != nil {
-		// Only a malformed PSK fails here, and NewHost checked its length.
+		// Only a malformed PSK fails here, and New checked its length.
 		c.Close()
 		scope.Done()
 		return nil, nil, fmt.Errorf("private network protector: %w", err)

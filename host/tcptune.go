@@ -1,4 +1,4 @@
-package node
+package host
 
 // This file reaches under libp2p to the TCP socket of each connection, to
 // keep a slow radio link's queue short. A pass shares one connection both
@@ -12,7 +12,7 @@ package node
 // trip. Pacing each connection at the link's planned rate keeps the queue
 // short instead: below it while both sides drain, just above it for a
 // drain alone on the link, whose queue still holds back the SACKs it owes
-// the peer (pacing.go; flight bench: README). The sockets are found through the
+// the peer (node/pacing.go; flight bench: README). The sockets are found through the
 // upgrader, which sees each raw connection, dialled or accepted, before
 // the handshake hides it; options are applied per connection, never
 // system-wide, and an option the kernel does not offer is logged once and
@@ -51,7 +51,7 @@ type TCPTuning struct {
 }
 
 // FlightTCP is the tuning gardend runs with. Its connections to peers
-// behind a planned link are paced at the plan's rate (pacing.go), which
+// behind a planned link are paced at the plan's rate (node/pacing.go), which
 // keeps the link's queue empty; a loss-driven congestion control then only
 // has to keep its window above what the pacing lets out. BBR, the default
 // of some kernels, does worse there: it never leaves its start-up phase in
@@ -365,4 +365,17 @@ func (l *registeringListener) Accept() (manet.Conn, network.ConnManagementScope,
 		l.socks.add(c)
 	}
 	return c, scope, err
+}
+
+// PacingPassesThrough reports whether SO_MAX_PACING_RATE reaches a kernel
+// that takes it. qemu-user (the cross tests) refuses the option without
+// asking the kernel; gardend then goes on unpaced (SetPacing's error, the
+// log line and the pacing_refused metric say so).
+func PacingPassesThrough() bool {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return unix.SetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE, 1000) == nil
 }

@@ -1,0 +1,39 @@
+package hsmtest
+
+import (
+	"context"
+	"crypto/rand"
+	"path/filepath"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/pnet"
+
+	"gardend/hsm"
+)
+
+// SoftKey makes a software keystore in a temporary directory and wraps it
+// for libp2p: a real identity, as a daemon without a token has.
+func SoftKey(t testing.TB) crypto.PrivKey {
+	t.Helper()
+	ks, _, err := hsm.Create(context.Background(), hsm.KeyRef{File: filepath.Join(t.TempDir(), "id.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ks.Close() })
+	k, err := hsm.NewPrivKey(ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// PSK is a new random private network key.
+func PSK(t testing.TB) pnet.PSK {
+	t.Helper()
+	psk := make([]byte, 32)
+	if _, err := rand.Read(psk); err != nil {
+		t.Fatal(err)
+	}
+	return psk
+}

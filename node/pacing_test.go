@@ -1,0 +1,113 @@
+package node
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gardend/dtn"
+	"gardend/host"
+	"gardend/plan"
+)
+
+// The planned rate of the window a drain runs in reaches the socket, on
+// the nano (its own plan) and on the master (the nano's plan).
+func TestDrainsArePacedAtThePlannedRate(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	p, err := plan.New([]plan.Window{{Start: now.Add(-time.Hour), End: now.Add(time.Hour), RateBps: 64000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	contact := Contact{Profile: ProfileFor(ProfileOrbital), Plan: p}
+	tn := newTestNet(t)
+	master := tn.peerOf("master", RoleMaster)
+	nn := tn.peerOf("nano", RoleNano)
+	master.opts.Nanos = []peer.AddrInfo{nn.info()}
+	master.opts.NanoContacts = map[peer.ID]Contact{nn.host.ID(): contact}
+	nn.opts.Master = master.info()
+	nn.opts.Contact = contact
+	master.start(t)
+	nn.start(t)
+	if err := nn.PutResource(ctx, dtn.OpCreate, "board", nn.ID(), []byte("from board")); err != nil {
+		t.Fatal(err)
+	}
+	if err := master.PutResource(ctx, dtn.OpCreate, "ground", nn.ID(), []byte("from ground")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "both deliveries", 30*time.Second, func() bool { return hasResource(master, "board") && hasResource(nn, "ground") })
+	if !host.PacingPassesThrough() {
+		for _, x := range []*tnode{nn, master} {
+			to := master.ID()
+			if x == master {
+				to = nn.ID()
+			}
+			// A two-way drain asks for pacing; here it is refused.
+			undo := x.inbound.add(to)
+			x.pace(to)
+			undo()
+			if x.Metrics.Get("pacing_refused") == 0 {
+				t.Errorf("%s: pacing refused but not counted", x.name)
+			}
+		}
+		return
+	}
+	want := uint64(64000 / 8 * pacingShare)
+	wantSolo := uint64(64000 / 8 * soloShare)
+	for _, end := range []struct {
+		x  *tnode
+		to peer.ID
+	}{{nn, master.ID()}, {master, nn.ID()}} {
+		// A drain is paced at pacingShare of the planned rate while the
+		// peer drains to this node too, and just above the link's rate
+		// when it is alone on it. Both may have dialled at once: every
+		// connection follows.
+		undo := end.x.inbound.add(end.to)
+		for _, twoWay := range []bool{true, false} {
+			if !twoWay {
+				undo()
+				// The peer's own drain stream may linger a moment.
+				eventually(t, "the peer's drain ended", 30*time.Second, func() bool { return !end.x.inbound.from(end.to) })
+			}
+			if !end.x.pace(end.to) {
+				t.Fatalf("%s: pace reports no planned rate", end.x.name)
+			}
+			// What reaches the kernel is the host's tests' (package host).
+			got := end.x.host.PacingOf(end.to)
+			if twoWay && got != want {
+				t.Errorf("%s, both ways: the socket is paced at %d B/s, want %d", end.x.name, got, want)
+			}
+			if !twoWay && got != wantSolo {
+				t.Errorf("%s, one way: the socket is paced at %d B/s, want %d", end.x.name, got, wantSolo)
+			}
+		}
+	}
+	if got := nn.pacingFor(master.ID(), now.Add(2*time.Hour)); got != 0 {
+		t.Errorf("outside any window: pacing %d, want 0 (none)", got)
+	}
+}
+
+func TestGateCountsBytesNotYetInTheSocket(t *testing.T) {
+	// 10 kB flushed since the drain began; the socket took 4 kB of them
+	// and has sent 1 kB: 3 kB unsent there, 6 kB still above it.
+	st := host.SocketState{Written: 1000 + 4000, Unsent: 3000, Pacing: 7640}
+	if got := gateBacklog(st, 1000, 10000); got != 9000 {
+		t.Errorf("backlog %d, want 9000", got)
+	}
+	// Everything flushed reached the socket (and other writers' bytes too).
+	st = host.SocketState{Written: 1000 + 12000, Unsent: 2500, Pacing: 7640}
+	if got := gateBacklog(st, 1000, 10000); got != 2500 {
+		t.Errorf("backlog %d, want 2500", got)
+	}
+	if r := gateRoom(7640, true); r != pacedChunk {
+		t.Errorf("room at 64 kbit/s with acks owed: %d, want three segments (%d)", r, pacedChunk)
+	}
+	if r := gateRoom(1<<20, true); r != 1<<18 {
+		t.Errorf("room at 1 MB/s with acks owed: %d, want a quarter second (%d)", r, 1<<18)
+	}
+	if r := gateRoom(7640, false); r != 2*pacedChunkSolo {
+		t.Errorf("room with no acks owed: %d, want two buffers (%d)", r, 2*pacedChunkSolo)
+	}
+}
