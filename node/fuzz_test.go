@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -393,6 +394,80 @@ func FuzzPrepareRelayed(f *testing.F) {
 		for _, b := range bs {
 			if peer.ID(b.Booking.Dest) != nanoID {
 				t.Fatalf("booking %q for %x", b.Booking.Booking, b.Booking.Dest)
+			}
+		}
+	})
+}
+
+// FuzzControl feeds arbitrary lines to the control socket's reader and
+// what it reads to a real master node: a typed error or an answer the
+// client can decode; and a put that answers without an error left the
+// catalogue as its items say (the last change of an ID wins).
+func FuzzControl(f *testing.F) {
+	tn := newTestNet(f)
+	x := tn.peerOf("master", RoleMaster)
+	n := builtNode(f, tn, x)
+	other := mustID(f, softKey(f))
+	for _, req := range []ControlRequest{
+		{Op: "put", Kind: "create", ID: "r1", Body: "doc"},
+		{Op: "put", Items: []ControlPut{{Kind: "create", ID: "a", Owner: other, Body: "x"}, {Kind: "update", ID: "a", Body: "y"}, {Kind: "delete", ID: "r1"}}},
+		{Op: "put", Kind: "create", ID: "b", Owner: "not-a-peer"},
+		{Op: "catalogue"}, {Op: "fleet.ls", Args: json.RawMessage(`{"nano":"n"}`)},
+	} {
+		b, err := json.Marshal(req)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(b) + "\n")
+	}
+	f.Add("status\n")
+	f.Add("{\"op\":\"put\",\"items\":[{\"kind\":\"delete\",\"id\":\"\"}]")
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, line string) {
+		req, err := ParseControlRequest(line)
+		if err != nil {
+			if !errors.Is(err, ErrControlRequest) {
+				t.Fatalf("untyped error %T: %v", err, err)
+			}
+			return
+		}
+		if req.Op == "status" {
+			return // costly and reads nothing of the request but its op
+		}
+		resp := n.Control(ctx, req)
+		b, err := json.Marshal(resp)
+		if err != nil {
+			t.Fatalf("answer does not encode: %v", err)
+		}
+		var back ControlResponse
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("answer %s does not decode: %v", b, err)
+		}
+		if req.Op != "put" || resp.Error != "" {
+			return
+		}
+		items := req.Items
+		if len(items) == 0 {
+			items = []ControlPut{{Kind: req.Kind, ID: req.ID, Owner: req.Owner, Body: req.Body}}
+		}
+		want := map[string]*ControlPut{}
+		for i := range items {
+			if items[i].Kind == "delete" {
+				want[items[i].ID] = nil
+			} else {
+				want[items[i].ID] = &items[i]
+			}
+		}
+		for id, it := range want {
+			r, err := n.GetResource(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case it == nil && r != nil:
+				t.Fatalf("%q deleted, still held", id)
+			case it != nil && (r == nil || string(r.Body) != it.Body):
+				t.Fatalf("%q put as %q, holds %+v", id, it.Body, r)
 			}
 		}
 	})
