@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"gardend/dtn"
 	"gardend/hsm"
 	"gardend/node"
+	"gardend/plan"
 )
 
 // fuzzStore is a real store for the fuzz targets' applies.
@@ -96,6 +98,36 @@ func FuzzSettings(f *testing.F) {
 		}
 		if s == nil {
 			t.Fatal("nil settings without an error")
+		}
+	})
+}
+
+// FuzzParsePlan feeds arbitrary content to the parser of a pushed contact
+// plan (TOML, ION or CSV, told apart by content): a typed error —
+// *plan.ParseError, plan.ErrEmpty or plan.ErrBackwards — or a plan whose
+// windows are ordered, apart and each longer than nothing.
+func FuzzParsePlan(f *testing.F) {
+	f.Add([]byte("[[window]]\nstart = 2025-09-05T01:00:00Z\nend = 2025-09-05T01:10:00Z\nrate = 9600\n"))
+	f.Add([]byte("a contact +60 +600 1 2 1200\na contact +300 +900 1 2 1200\n"))
+	f.Add([]byte("start,end,rate\n2025-09-05T01:00:00Z,2025-09-05T01:10:00Z,9600\n"))
+	f.Add([]byte("start,end\n2025-09-05T01:10:00Z,2025-09-05T01:00:00Z\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParsePlan(data, tp)
+		if err != nil {
+			var pe *plan.ParseError
+			if !errors.As(err, &pe) && !errors.Is(err, plan.ErrEmpty) && !errors.Is(err, plan.ErrBackwards) {
+				t.Fatalf("untyped error %T: %v", err, err)
+			}
+			return
+		}
+		ws := p.Windows()
+		if len(ws) == 0 {
+			t.Fatal("a plan without a window")
+		}
+		for i, w := range ws {
+			if !w.End.After(w.Start) || i > 0 && !w.Start.After(ws[i-1].End) {
+				t.Fatalf("window %d of %v", i, ws)
+			}
 		}
 	})
 }
