@@ -2,8 +2,10 @@ package fleet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,4 +132,82 @@ func FuzzParsePlan(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzMasterControl feeds arbitrary control-socket lines to the socket's
+// reader and the fleet requests among them (fleet.ls, fleet.show,
+// fleet.push with their JSON arguments) to a real master: a typed error
+// or an answer the client can decode; a push answered without an error is
+// in the nano's push log, queued, with its version and size.
+func FuzzMasterControl(f *testing.F) {
+	k := newKit(f, tp)
+	mp, np := k.peer("master", node.RoleMaster, ""), k.peer("nano", node.RoleNano, "")
+	nanoID := np.ID()
+	m := NewMaster(MasterOptions{Store: mp.Store, Codec: k.codec, Now: k.clock.Now, Station: testStation, Names: map[peer.ID]string{nanoID: "sat-1"}})
+	n, err := node.New(node.Options{Name: "master", Roles: node.RoleMaster, Host: mp.Host, Key: mp.Key, Store: mp.Store, Codec: k.codec,
+		Now: k.clock.Now, Nanos: []peer.AddrInfo{np.info()}, Carriers: m.Carriers()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := m.Start(ctx, n); err != nil { // the node built, not started: no loop runs
+		f.Fatal(err)
+	}
+	for _, req := range []node.ControlRequest{
+		{Op: "fleet.push", Args: mustJSON(f, PushArgs{Nano: "sat-1", Kind: "settings", Content: []byte("log_level = \"debug\"\n")})},
+		{Op: "fleet.push", Args: mustJSON(f, PushArgs{Nano: nanoID.String(), Kind: "plan", Version: 7,
+			Content: []byte("[[window]]\nstart = 2025-09-05T01:00:00Z\nend = 2025-09-05T01:10:00Z\n")})},
+		{Op: "fleet.push", Args: mustJSON(f, PushArgs{Nano: "sat-1", Kind: "elements", Content: ommAt("2025-09-04T02:26:37")})},
+		{Op: "fleet.show", Args: mustJSON(f, ShowArgs{Nano: "sat-1"})},
+		{Op: "fleet.ls"},
+	} {
+		f.Add(string(mustJSON(f, req)) + "\n")
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		req, err := node.ParseControlRequest(line)
+		if err != nil {
+			if !errors.Is(err, node.ErrControlRequest) {
+				t.Fatalf("untyped error %T: %v", err, err)
+			}
+			return
+		}
+		if !strings.HasPrefix(req.Op, "fleet.") {
+			return // the node's own requests: node.FuzzControl
+		}
+		resp := m.Control(ctx, req)
+		b, err := json.Marshal(resp)
+		if err != nil {
+			t.Fatalf("answer does not encode: %v", err)
+		}
+		var back node.ControlResponse
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("answer %s does not decode: %v", b, err)
+		}
+		if req.Op != "fleet.push" || resp.Error != "" {
+			return
+		}
+		var a PushArgs
+		var ans PushAnswer
+		if err := json.Unmarshal(req.Args, &a); err != nil || json.Unmarshal(resp.Data, &ans) != nil {
+			t.Fatalf("push answered %s to %s", resp.Data, req.Args)
+		}
+		log, err := m.Pushes(nanoID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range log {
+			if p.KindS == ans.Kind && p.Version == ans.Version && p.Size == len(a.Content) && p.Status == "queued" {
+				return
+			}
+		}
+		t.Fatalf("push %+v answered %+v, not in the log %+v", a, ans, log)
+	})
+}
+
+func mustJSON(f *testing.F, v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		f.Fatal(err)
+	}
+	return b
 }
