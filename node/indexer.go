@@ -261,6 +261,7 @@ func (x *indexer) serveGet(s network.Stream, r *codec.FrameReader) error {
 	}
 	p, err := peer.IDFromBytes(get.Peer)
 	if err != nil {
+		n.Metrics.Inc("record_get_malformed")
 		return n.write(s, &RecordResult{Error: "bad peer ID"})
 	}
 	if v, ok := x.book.Get(p, n.o.Now()); ok {
