@@ -186,6 +186,24 @@ func (n *Node) Catalogue() ([]Resource, error) {
 	return out, err
 }
 
+// ErrControlRequest is a control-socket line that is not a request.
+var ErrControlRequest = errors.New("control request malformed")
+
+// ParseControlRequest reads one control-socket line: a JSON object, or
+// the bare word "status".
+func ParseControlRequest(line string) (ControlRequest, error) {
+	var req ControlRequest
+	l := strings.TrimSpace(line)
+	if l == "status" {
+		req.Op = "status"
+		return req, nil
+	}
+	if err := json.Unmarshal([]byte(l), &req); err != nil {
+		return ControlRequest{}, fmt.Errorf("%w: request is not JSON: %v", ErrControlRequest, err)
+	}
+	return req, nil
+}
+
 // ServeControl answers control requests on a unix socket at path, mode
 // 0600, until ctx ends. A stale socket left by a crash is replaced; a live
 // one (another daemon) is an error.
@@ -226,11 +244,9 @@ func ServeControl(ctx context.Context, path string, handle func(context.Context,
 				if err != nil {
 					return
 				}
-				var req ControlRequest
-				if l := strings.TrimSpace(line); l == "status" {
-					req.Op = "status"
-				} else if err := json.Unmarshal([]byte(l), &req); err != nil {
-					json.NewEncoder(c).Encode(ControlResponse{Error: "request is not JSON: " + err.Error()})
+				req, err := ParseControlRequest(line)
+				if err != nil {
+					json.NewEncoder(c).Encode(ControlResponse{Error: err.Error()})
 					return
 				}
 				json.NewEncoder(c).Encode(handle(ctx, req))

@@ -849,19 +849,36 @@ func (n *Node) serveWake(s network.Stream, r *codec.FrameReader) error {
 	return nil
 }
 
-// wake tells caller that this node is reachable (PendingCallers → caller):
-// the side that holds the messages is the one woken, not the other way round.
-func (n *Node) wake(caller PeerAddrs) {
-	p, err := peer.IDFromBytes(caller.Peer)
-	if err != nil || p == n.id {
-		return
-	}
-	for _, a := range caller.Addrs {
+// pendingCaller is a peer an indexer says waits for this node, and where
+// to reach it.
+type pendingCaller struct {
+	peer  peer.ID
+	addrs []ma.Multiaddr
+}
+
+// readCaller reads one PendingCallers entry: an error if its peer ID does
+// not parse; bad counts the addresses left out because they do not.
+func readCaller(pa PeerAddrs) (c pendingCaller, bad int, err error) {
+	for _, a := range pa.Addrs {
 		if m, err := ma.NewMultiaddrBytes(a); err == nil {
-			n.h.Peerstore().AddAddr(p, m, 10*time.Minute)
+			c.addrs = append(c.addrs, m)
+		} else {
+			bad++
 		}
 	}
-	n.wakePeer(p)
+	if c.peer, err = peer.IDFromBytes(pa.Peer); err != nil {
+		return pendingCaller{}, bad, fmt.Errorf("pending caller: %w", err)
+	}
+	return c, bad, nil
+}
+
+// wake tells caller that this node is reachable (PendingCallers → caller):
+// the side that holds the messages is the one woken, not the other way round.
+func (n *Node) wake(c pendingCaller) {
+	for _, m := range c.addrs {
+		n.h.Peerstore().AddAddr(c.peer, m, 10*time.Minute)
+	}
+	n.wakePeer(c.peer)
 }
 
 // wakePeer tells p that this node is reachable now.

@@ -5,6 +5,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -79,13 +80,16 @@ type dhtValidator struct{ n *Node }
 
 func (v dhtValidator) Validate(key string, value []byte) error {
 	_, err := v.verify(key, value)
+	if err != nil {
+		v.n.Metrics.Inc("dht_rejected_" + recordReason(err))
+	}
 	return err
 }
 
 func (v dhtValidator) verify(key string, value []byte) (*VerifiedRecord, error) {
 	id, ok := strings.CutPrefix(key, "/"+dhtNamespace+"/")
 	if !ok {
-		return nil, errors.New("not a gardend key")
+		return nil, fmt.Errorf("%w: key %q is not under /%s/", ErrRecordMalformed, key, dhtNamespace)
 	}
 	rec, err := VerifyRecord(v.n.c, value, v.n.o.Now())
 	if err != nil {

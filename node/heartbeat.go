@@ -212,26 +212,50 @@ func (n *Node) heartbeatTo(indexer peer.ID, st *recordSent, now time.Time) (*Hea
 	return hb, commit, nil
 }
 
-// heardFrom takes in an indexer's answer to a heartbeat: its liveness and
-// gossip, what it says of this node's record, and who waits for this node.
+// heardFrom takes in an indexer's answer to a heartbeat (takeResponse)
+// and wakes the peers waiting for this node.
 func (n *Node) heardFrom(indexer peer.ID, resp *HeartbeatResponse, st *recordSent, now time.Time) {
+	for _, c := range n.takeResponse(indexer, resp, st, now) {
+		n.loop(func() { n.wake(c) })
+	}
+}
+
+// takeResponse takes in an indexer's answer to a heartbeat: its liveness
+// and gossip, what it says of this node's record, and who waits for this
+// node, which it returns (callers that cannot be read are counted and
+// left out).
+func (n *Node) takeResponse(indexer peer.ID, resp *HeartbeatResponse, st *recordSent, now time.Time) []pendingCaller {
 	if n.members.seen(indexer, resp.Incarnation, now) {
 		n.log.Info("indexer answers again", "indexer", indexer, "incarnation", resp.Incarnation)
 	}
-	for _, ev := range resp.Events {
-		if n.members.observe(ev, now) {
-			n.Metrics.Inc("member_events_news")
-		}
-	}
+	n.observeEvents(resp.Events, now)
 	st.indexerNeedsOne = resp.NeedRecord
 	if resp.RecordError != "" {
 		st.indexerNeedsOne = true
 		n.Metrics.Inc("heartbeat_record_refused")
-		n.log.Warn("indexer refused our record", "indexer", indexer, "reason", resp.RecordError)
+		n.log.Warn("indexer refused our record", "indexer", indexer, "reason", truncate(resp.RecordError, 200))
 	}
-	for _, c := range resp.PendingCallers {
-		n.loop(func() { n.wake(c) })
+	var callers []pendingCaller
+	for _, pa := range resp.PendingCallers {
+		c, bad, err := readCaller(pa)
+		n.Metrics.Add("pending_caller_addrs_malformed", uint64(bad))
+		if err != nil {
+			n.Metrics.Inc("pending_callers_malformed")
+			continue
+		}
+		if c.peer != n.id {
+			callers = append(callers, c)
+		}
 	}
+	return callers
+}
+
+// truncate cuts s to at most max bytes for a log line.
+func truncate(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "…"
 }
 
 // indexerHealth follows one indexer's consecutive heartbeat failures

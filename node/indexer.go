@@ -141,11 +141,7 @@ func (x *indexer) process(from peer.ID, hb *Heartbeat, now time.Time) *Heartbeat
 	if hb.SuspectedIncarnation != 0 {
 		n.members.refute(hb.SuspectedIncarnation)
 	}
-	for _, ev := range hb.Events {
-		if n.members.observe(ev, now) {
-			n.Metrics.Inc("member_events_news")
-		}
-	}
+	n.observeEvents(hb.Events, now)
 	if len(hb.Record) > 0 {
 		if v, err := x.book.Put(hb.Record, from, now); err != nil {
 			resp.RecordError = err.Error()
@@ -164,7 +160,11 @@ func (x *indexer) process(from peer.ID, hb *Heartbeat, now time.Time) *Heartbeat
 	defer x.mu.Unlock()
 	for _, t := range hb.PendingContact {
 		target, err := peer.IDFromBytes(t)
-		if err != nil || target == from {
+		if err != nil {
+			n.Metrics.Inc("pending_contact_malformed")
+			continue
+		}
+		if target == from {
 			continue
 		}
 		if x.pending[target] == nil {
@@ -261,6 +261,7 @@ func (x *indexer) serveGet(s network.Stream, r *codec.FrameReader) error {
 	}
 	p, err := peer.IDFromBytes(get.Peer)
 	if err != nil {
+		n.Metrics.Inc("record_get_malformed")
 		return n.write(s, &RecordResult{Error: "bad peer ID"})
 	}
 	if v, ok := x.book.Get(p, n.o.Now()); ok {

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -92,13 +94,46 @@ func overrides(ev MemberEvent, known MemberState, ok bool) bool {
 	return false
 }
 
+// ErrMemberEvent is a gossiped event that cannot be used: an unknown kind
+// or a peer ID that does not parse.
+var ErrMemberEvent = errors.New("member event malformed")
+
+// checkEvent reads the peer an event is about, or says why it cannot.
+func checkEvent(ev MemberEvent) (peer.ID, error) {
+	if ev.Kind < EventAlive || ev.Kind > EventDead {
+		return "", fmt.Errorf("%w: kind %d", ErrMemberEvent, ev.Kind)
+	}
+	p, err := peer.IDFromBytes(ev.Peer)
+	if err != nil {
+		return "", fmt.Errorf("%w: peer: %v", ErrMemberEvent, err)
+	}
+	return p, nil
+}
+
+// observeEvents takes the events a heartbeat or its response carried,
+// counting news and malformed ones. A peer's hop budget is capped at what
+// any honest sender can give (eventHops): a larger one would make the
+// event travel further than gossip allows.
+func (n *Node) observeEvents(evs []MemberEvent, now time.Time) {
+	for _, ev := range evs {
+		if _, err := checkEvent(ev); err != nil {
+			n.Metrics.Inc("member_events_malformed")
+			continue
+		}
+		ev.HopsLeft = min(ev.HopsLeft, eventHops)
+		if n.members.observe(ev, now) {
+			n.Metrics.Inc("member_events_news")
+		}
+	}
+}
+
 // observe takes an event heard from a peer. It reports whether the event
 // was news; news with hops left is queued to travel on. An event about this
 // node that says suspect or dead is refuted at once with a higher
 // incarnation.
 func (m *membership) observe(ev MemberEvent, now time.Time) bool {
-	p, err := peer.IDFromBytes(ev.Peer)
-	if err != nil || ev.Kind < EventAlive || ev.Kind > EventDead {
+	p, err := checkEvent(ev)
+	if err != nil {
 		return false
 	}
 	m.mu.Lock()

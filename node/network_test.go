@@ -242,3 +242,12 @@ func asRefusal(err error, r **Refusal) bool {
 	*r = x
 	return ok
 }
+
+// mustID is the peer ID of key.
+func mustID(t testing.TB, k crypto.PrivKey) string {
+	id, err := peer.IDFromPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(id)
+}

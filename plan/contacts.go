@@ -27,7 +27,7 @@ func NewContacts(windows []Window) (*Contacts, error) {
 	groups := map[string][]Window{}
 	for i, w := range windows {
 		if !w.End.After(w.Start) {
-			return nil, fmt.Errorf("window %d (station %q) ends (%s) before it starts (%s)", i+1, w.Station,
+			return nil, fmt.Errorf("%w: window %d (station %q) ends (%s) before it starts (%s)", ErrBackwards, i+1, w.Station,
 				w.End.Format(time.RFC3339), w.Start.Format(time.RFC3339))
 		}
 		groups[w.Station] = append(groups[w.Station], w)

@@ -32,6 +32,9 @@ type Plan struct {
 // ErrEmpty is returned for a plan without any window.
 var ErrEmpty = errors.New("contact plan has no window")
 
+// ErrBackwards is returned for a window that ends before it starts.
+var ErrBackwards = errors.New("window ends before it starts")
+
 // New sorts windows and merges those that overlap or touch. A window that
 // ends before it starts is an error. A merged window keeps its station only
 // if every window merged into it names the same one; a Plan answers "is a
@@ -40,7 +43,7 @@ func New(windows []Window) (*Plan, error) {
 	ws := append([]Window(nil), windows...)
 	for i, w := range ws {
 		if !w.End.After(w.Start) {
-			return nil, fmt.Errorf("window %d ends (%s) before it starts (%s)", i+1, w.End.Format(time.RFC3339), w.Start.Format(time.RFC3339))
+			return nil, fmt.Errorf("%w: window %d ends (%s) before it starts (%s)", ErrBackwards, i+1, w.End.Format(time.RFC3339), w.Start.Format(time.RFC3339))
 		}
 	}
 	sort.Slice(ws, func(i, j int) bool { return ws[i].Start.Before(ws[j].Start) })
