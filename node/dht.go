@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"gardend/record"
+
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -47,7 +49,7 @@ func dhtKey(p peer.ID) string { return "/" + dhtNamespace + "/" + string(p) }
 
 // publishDHT stores an accepted record in the DHT, in the background: a
 // failed put is counted, the record book still has it.
-func (x *indexer) publishDHT(v *VerifiedRecord) {
+func (x *indexer) publishDHT(v *record.Verified) {
 	d, ok := x.n.dht.(*dht.IpfsDHT)
 	if !ok || d == nil {
 		return
@@ -81,22 +83,22 @@ type dhtValidator struct{ n *Node }
 func (v dhtValidator) Validate(key string, value []byte) error {
 	_, err := v.verify(key, value)
 	if err != nil {
-		v.n.Metrics.Inc("dht_rejected_" + recordReason(err))
+		v.n.Metrics.Inc("dht_rejected_" + record.Reason(err))
 	}
 	return err
 }
 
-func (v dhtValidator) verify(key string, value []byte) (*VerifiedRecord, error) {
+func (v dhtValidator) verify(key string, value []byte) (*record.Verified, error) {
 	id, ok := strings.CutPrefix(key, "/"+dhtNamespace+"/")
 	if !ok {
-		return nil, fmt.Errorf("%w: key %q is not under /%s/", ErrRecordMalformed, key, dhtNamespace)
+		return nil, fmt.Errorf("%w: key %q is not under /%s/", record.ErrMalformed, key, dhtNamespace)
 	}
-	rec, err := VerifyRecord(v.n.c, value, v.n.o.Now())
+	rec, err := record.Verify(v.n.c, value, v.n.o.Now())
 	if err != nil {
 		return nil, err
 	}
 	if string(rec.Peer) != id {
-		return nil, ErrRecordNotOwner
+		return nil, record.ErrNotOwner
 	}
 	return rec, nil
 }

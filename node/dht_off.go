@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 
+	"gardend/record"
+
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -21,6 +23,6 @@ func startDHT(_ context.Context, n *Node) (recordDHT, error) {
 	return nil, nil
 }
 
-func (x *indexer) publishDHT(*VerifiedRecord) {}
+func (x *indexer) publishDHT(*record.Verified) {}
 
 func (x *indexer) lookupDHT(peer.ID) ([]byte, bool) { return nil, false }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"gardend/hsm/hsmtest"
+	"gardend/record"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -24,7 +25,7 @@ func TestDHTValidatorBindsKeysToOwners(t *testing.T) {
 	if err := v.Validate(dhtKey(aliceID), recordFor(t, tn, bob, 3, time.Now().Add(time.Hour))); err == nil {
 		t.Fatal("bob's record accepted under alice's key")
 	}
-	tomb, _ := SignTombstone(tn.codec, alice, 2, time.Now())
+	tomb, _ := record.SignTombstone(tn.codec, alice, 2, time.Now())
 	if i, err := v.Select(dhtKey(aliceID), [][]byte{old, newer, tomb}); err != nil || i != 2 {
 		t.Fatalf("select = %d %v, want the tombstone (ties go to it)", i, err)
 	}

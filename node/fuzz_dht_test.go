@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"gardend/hsm/hsmtest"
+	"gardend/record"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -26,7 +27,7 @@ func FuzzDHTValidator(f *testing.F) {
 	alice, bob := hsmtest.SoftKey(f), hsmtest.SoftKey(f)
 	aliceID, _ := peer.IDFromPrivateKey(alice)
 	genuine := signedFor(f, tn.codec, alice, 5, now)
-	tomb, err := SignTombstone(tn.codec, alice, 6, now)
+	tomb, err := record.SignTombstone(tn.codec, alice, 6, now)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func FuzzDHTValidator(f *testing.F) {
 				t.Fatalf("refusal counted %v times: %v", n.Metrics.Snapshot(), err)
 			}
 		} else {
-			rec, err := VerifyRecord(tn.codec, value, now)
+			rec, err := record.Verify(tn.codec, value, now)
 			if err != nil || dhtKey(rec.Peer) != key {
 				t.Fatalf("value %x validated under %q: %v", value, key, err)
 			}
@@ -63,7 +64,7 @@ func FuzzDHTValidator(f *testing.F) {
 			t.Fatalf("select = %d, %v with the genuine record among the values", i, err)
 		}
 		if i == 1 {
-			rec, err := VerifyRecord(tn.codec, value, now)
+			rec, err := record.Verify(tn.codec, value, now)
 			if err != nil || rec.Peer != aliceID || rec.Seq < 5 {
 				t.Fatalf("select preferred %x over the genuine record: %v", value, err)
 			}

@@ -16,6 +16,7 @@ import (
 	"gardend/codec"
 	"gardend/dtn"
 	"gardend/hsm/hsmtest"
+	"gardend/record"
 )
 
 // FuzzWireMessages feeds arbitrary frame bodies to the decoder of every
@@ -52,30 +53,6 @@ func FuzzWireMessages(f *testing.F) {
 			if err != nil || !c.Equal(v, v2) {
 				t.Fatalf("round trip of %T: %v", v, err)
 			}
-		}
-	})
-}
-
-// FuzzVerifyRecord feeds arbitrary bytes to record verification, which runs
-// on every heartbeat, publish and DHT value.
-func FuzzVerifyRecord(f *testing.F) {
-	c := newCodec(f)
-	key := hsmtest.SoftKey(f)
-	raw, err := SignRecord(c, key, PeerRecord{Peer: []byte(mustID(f, key)), Seq: 1, Expires: uint64(time.Now().Add(time.Hour).Unix())})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(raw)
-	tomb, _ := SignTombstone(c, key, 2, time.Now())
-	f.Add(tomb)
-	now := time.Now()
-	f.Fuzz(func(t *testing.T, data []byte) {
-		v, err := VerifyRecord(c, data, now)
-		if err == nil && (v.Record == nil) == (v.Tombstone == nil) {
-			t.Fatal("verified a record that is neither or both")
-		}
-		if err != nil && recordReason(err) == "other" {
-			t.Fatalf("untyped error: %v", err)
 		}
 	})
 }
@@ -133,11 +110,11 @@ func builtNode(f *testing.F, tn *testNet, x *tnode) *Node {
 // signedFor is a record of key's peer valid for an hour from now.
 func signedFor(f *testing.F, c *codec.Codec, key crypto.PrivKey, seq uint64, now time.Time, addrs ...ma.Multiaddr) []byte {
 	id, _ := peer.IDFromPrivateKey(key)
-	rec := PeerRecord{Peer: []byte(id), Seq: seq, Expires: uint64(now.Add(time.Hour).Unix()), Name: "p"}
+	rec := record.PeerRecord{Peer: []byte(id), Seq: seq, Expires: uint64(now.Add(time.Hour).Unix()), Name: "p"}
 	for _, a := range addrs {
 		rec.Addrs = append(rec.Addrs, a.Bytes())
 	}
-	raw, err := SignRecord(c, key, rec)
+	raw, err := record.Sign(c, key, rec)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -240,8 +217,8 @@ func FuzzIndexerHeartbeat(f *testing.F) {
 				t.Fatalf("answer passes on %+v with more hops than gossip gives", ev)
 			}
 		}
-		for p, v := range n.idx.book.all {
-			got, err := VerifyRecord(c, v.Raw, now)
+		for p, v := range n.idx.book.Held() {
+			got, err := record.Verify(c, v.Raw, now)
 			if err != nil || got.Peer != p || p != from {
 				t.Fatalf("book holds %x under %s from %s: %v", v.Raw, p, from, err)
 			}

@@ -9,6 +9,7 @@ import (
 
 	"gardend/codec"
 	"gardend/host"
+	"gardend/record"
 )
 
 // heartbeatLoop keeps one long-lived heartbeat stream to an indexer and
@@ -127,7 +128,7 @@ type recordSent struct {
 }
 
 // due reports whether rec must be sent now.
-func (st *recordSent) due(rec PeerRecord, content string, now time.Time) bool {
+func (st *recordSent) due(rec record.PeerRecord, content string, now time.Time) bool {
 	if !st.sent || st.indexerNeedsOne || content != st.content {
 		return true
 	}

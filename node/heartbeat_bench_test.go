@@ -11,6 +11,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"gardend/codec"
+	"gardend/record"
 )
 
 // testPeer derives a real Ed25519 libp2p identity from a fixed seed byte, so
@@ -97,10 +98,10 @@ func representativeHeartbeat(tb testing.TB, c *codec.Codec) (cborMsg *Heartbeat,
 	pub, _ := crypto.MarshalPublicKey(selfKey.GetPublic())
 	sig := make([]byte, ed25519.SignatureSize)
 
-	rec := PeerRecord{Peer: []byte(self), PubKey: pub, Name: "sat-leo-07", Addrs: [][]byte{addr.Bytes()},
+	rec := record.PeerRecord{Peer: []byte(self), PubKey: pub, Name: "sat-leo-07", Addrs: [][]byte{addr.Bytes()},
 		Seq: 18345, Expires: uint64(now.Add(2 * time.Hour).Unix()), IsNano: true, Master: []byte(master),
 		Profile: 3}
-	recBytes, err := c.Marshal(SignedRecord{Record: &rec, Signature: sig})
+	recBytes, err := c.Marshal(record.Signed{Record: &rec, Signature: sig})
 	if err != nil {
 		tb.Fatal(err)
 	}

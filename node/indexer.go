@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"gardend/codec"
+	"gardend/record"
 )
 
 // indexer is the indexer role's state: heartbeat sessions, the record book
@@ -17,7 +18,7 @@ import (
 type indexer struct {
 	n      *Node
 	bornAt time.Time
-	book   *RecordBook
+	book   *record.Book
 
 	mu       sync.Mutex
 	sessions map[peer.ID]*session
@@ -54,7 +55,7 @@ type session struct {
 }
 
 func newIndexer(n *Node) *indexer {
-	return &indexer{n: n, bornAt: n.o.Now(), book: NewRecordBook(n.c),
+	return &indexer{n: n, bornAt: n.o.Now(), book: record.NewBook(n.c),
 		sessions: map[peer.ID]*session{}, pending: map[peer.ID]map[peer.ID]time.Time{}}
 }
 
@@ -145,7 +146,7 @@ func (x *indexer) process(from peer.ID, hb *Heartbeat, now time.Time) *Heartbeat
 	if len(hb.Record) > 0 {
 		if v, err := x.book.Put(hb.Record, from, now); err != nil {
 			resp.RecordError = err.Error()
-			n.Metrics.Inc("records_rejected_" + recordReason(err))
+			n.Metrics.Inc("records_rejected_" + record.Reason(err))
 		} else {
 			n.Metrics.Inc("records_accepted")
 			x.publishDHT(v)
@@ -232,15 +233,15 @@ func (x *indexer) servePublish(s network.Stream, r *codec.FrameReader) error {
 		return codec.ErrWrongProtocol
 	}
 	now := n.o.Now()
-	v, err := VerifyRecord(n.c, pub.Signed, now)
+	v, err := record.Verify(n.c, pub.Signed, now)
 	if err == nil && (proto == ProtoRecordDelete) != (v.Tombstone != nil) {
-		err = fmt.Errorf("%w: records go on %s, tombstones on %s", ErrRecordMalformed, ProtoRecordPublish, ProtoRecordDelete)
+		err = fmt.Errorf("%w: records go on %s, tombstones on %s", record.ErrMalformed, ProtoRecordPublish, ProtoRecordDelete)
 	}
 	if err == nil {
 		v, err = x.book.Put(pub.Signed, s.Conn().RemotePeer(), now)
 	}
 	if err != nil {
-		n.Metrics.Inc("records_rejected_" + recordReason(err))
+		n.Metrics.Inc("records_rejected_" + record.Reason(err))
 		return n.write(s, &RecordResult{Error: err.Error()})
 	}
 	n.Metrics.Inc("records_accepted")

@@ -22,6 +22,7 @@ import (
 	"gardend/dtn"
 	"gardend/host"
 	"gardend/plan"
+	"gardend/record"
 )
 
 // Roles is a set of roles one process holds.
@@ -121,7 +122,7 @@ func (o *Options) fill() {
 		o.HeartbeatInterval = o.Contact.Profile.HeartbeatInterval
 	}
 	if o.RecordTTL != 0 {
-		o.Contact.Profile.RecordTTL = min(o.RecordTTL, MaxRecordTTL)
+		o.Contact.Profile.RecordTTL = min(o.RecordTTL, record.MaxTTL)
 	}
 	if o.IOTimeout == 0 {
 		o.IOTimeout = 30 * time.Second
@@ -387,7 +388,7 @@ func (n *Node) handle(proto string, h func(s network.Stream, r *codec.FrameReade
 		s.Reset()
 		reason := codec.Reason(err)
 		if reason == "other" {
-			reason = recordReason(err)
+			reason = record.Reason(err)
 		}
 		n.Metrics.Inc("rejected_" + short + "_" + reason)
 		n.log.Debug("stream rejected", "protocol", short, "peer", s.Conn().RemotePeer(), "err", err)
@@ -458,8 +459,8 @@ func (n *Node) signedRecord() ([]byte, error) { return n.signRecord(n.peerRecord
 
 // peerRecord describes this node as it stands now, unsigned and without a
 // sequence number.
-func (n *Node) peerRecord() PeerRecord {
-	rec := PeerRecord{
+func (n *Node) peerRecord() record.PeerRecord {
+	rec := record.PeerRecord{
 		Peer:    []byte(n.id),
 		Name:    n.o.Name,
 		Expires: uint64(n.contact().RecordExpiry(n.o.Now()).Unix()),
@@ -476,9 +477,9 @@ func (n *Node) peerRecord() PeerRecord {
 }
 
 // signRecord gives rec the next sequence number and signs it.
-func (n *Node) signRecord(rec PeerRecord) ([]byte, error) {
+func (n *Node) signRecord(rec record.PeerRecord) ([]byte, error) {
 	rec.Seq = n.seq.Add(1)
-	return SignRecord(n.c, n.o.Key, rec)
+	return record.Sign(n.c, n.o.Key, rec)
 }
 
 // Connected reports whether a connection to p is open.

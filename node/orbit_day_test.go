@@ -11,6 +11,7 @@ import (
 
 	"gardend/dtn"
 	"gardend/plan"
+	"gardend/record"
 )
 
 // simClock is the test's clock: the whole day is played by setting it.
@@ -126,7 +127,7 @@ func TestADayOfOrbits(t *testing.T) {
 	}
 	// An indexer's view: every record a nano sends in contact goes into a
 	// record book, which must keep it through planned gaps.
-	book := NewRecordBook(tn.codec)
+	book := record.NewBook(tn.codec)
 	forgotten := map[int]time.Time{}
 	var falseSuspicions []string
 	suspectedC, recoveredC := time.Time{}, time.Time{}
@@ -172,7 +173,7 @@ func TestADayOfOrbits(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				v, err := VerifyRecord(tn.codec, raw, now)
+				v, err := record.Verify(tn.codec, raw, now)
 				if err != nil {
 					t.Fatal(err)
 				}

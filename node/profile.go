@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"gardend/plan"
+	"gardend/record"
 )
 
 // ProfileKind is a connectivity profile, declared in a peer's record.
@@ -136,8 +137,8 @@ func (c Contact) RecordExpiry(now time.Time) time.Time {
 			exp = from.Add(c.Profile.RecordTTL) // past the plan's horizon: no promise
 		}
 	}
-	if exp.Sub(now) > MaxRecordTTL {
-		exp = now.Add(MaxRecordTTL)
+	if exp.Sub(now) > record.MaxTTL {
+		exp = now.Add(record.MaxTTL)
 	}
 	return exp
 }

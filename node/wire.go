@@ -29,7 +29,7 @@ const (
 type Heartbeat struct {
 	Time                 uint64        `cbor:"1,keyasint"`           // sender clock, Unix seconds (informational)
 	Name                 string        `cbor:"2,keyasint,omitempty"` // site name
-	Record               []byte        `cbor:"3,keyasint,omitempty"` // signed peer record (SignedRecord, CBOR), when it changed or the indexer needs it
+	Record               []byte        `cbor:"3,keyasint,omitempty"` // signed peer record (record.Signed, CBOR), when it changed or the indexer needs it
 	Need                 uint8         `cbor:"4,keyasint,omitempty"` // indexers wanted beyond the pool
 	Indexers             [][]byte      `cbor:"5,keyasint,omitempty"` // indexers the sender heartbeats to (first heartbeat of a stream)
 	Challenges           [][]byte      `cbor:"6,keyasint,omitempty"` // peers whose liveness the sender asks about
@@ -61,41 +61,9 @@ type HeartbeatResponse struct {
 	NeedRecord     bool          `cbor:"10,keyasint,omitempty"` // the indexer holds no live record of the sender: send it
 }
 
-// PeerRecord is a peer's signed description of itself. Every field a peer
-// relies on is covered by SignedRecord.Signature (the seed signed only part
-// of it).
-type PeerRecord struct {
-	Peer    []byte   `cbor:"1,keyasint"`           // binary peer ID
-	PubKey  []byte   `cbor:"2,keyasint"`           // libp2p-marshalled public key; must hash to Peer
-	Name    string   `cbor:"3,keyasint,omitempty"` // site name
-	Addrs   [][]byte `cbor:"4,keyasint,omitempty"` // binary multiaddrs
-	Seq     uint64   `cbor:"5,keyasint"`           // strictly increasing per peer: replay guard
-	Expires uint64   `cbor:"6,keyasint"`           // Unix seconds
-	IsNano  bool     `cbor:"7,keyasint,omitempty"`
-	Master  []byte   `cbor:"8,keyasint,omitempty"` // binary peer ID of the nano's master
-	Profile uint8    `cbor:"9,keyasint,omitempty"` // connectivity profile
-}
-
-// Tombstone revokes a peer's record. Only the peer itself can sign one.
-type Tombstone struct {
-	Peer    []byte `cbor:"1,keyasint"`
-	PubKey  []byte `cbor:"2,keyasint"`
-	Seq     uint64 `cbor:"3,keyasint"` // greater than the last record's Seq
-	Deleted uint64 `cbor:"4,keyasint"` // Unix seconds
-}
-
-// SignedRecord carries a PeerRecord or a Tombstone (exactly one) with a
-// signature over the deterministic CBOR of that one, prefixed by a domain
-// string so a signature can never be replayed as another kind of message.
-type SignedRecord struct {
-	Record    *PeerRecord `cbor:"1,keyasint,omitempty"`
-	Tombstone *Tombstone  `cbor:"2,keyasint,omitempty"`
-	Signature []byte      `cbor:"3,keyasint"`
-}
-
 // RecordPublish asks an indexer to store a signed record or tombstone.
 type RecordPublish struct {
-	Signed []byte `cbor:"1,keyasint"` // SignedRecord, CBOR
+	Signed []byte `cbor:"1,keyasint"` // record.Signed, CBOR
 }
 
 // RecordGet asks an indexer for a peer's record.
@@ -107,7 +75,7 @@ type RecordGet struct {
 type RecordResult struct {
 	OK     bool   `cbor:"1,keyasint,omitempty"`
 	Error  string `cbor:"2,keyasint,omitempty"`
-	Signed []byte `cbor:"3,keyasint,omitempty"` // for RecordGet: the SignedRecord found
+	Signed []byte `cbor:"3,keyasint,omitempty"` // for RecordGet: the record.Signed found
 }
 
 // Mutation changes a resource: create, update or delete (dtn.Op values).

@@ -1,10 +1,18 @@
-package node
+// Package record signs, verifies and keeps peer records: a peer's signed
+// description of itself (addresses, role, master, profile) and the
+// tombstones that revoke them. A signature covers every field a peer relies
+// on, under a domain string per kind of message; a record names its key,
+// which must hash to its peer ID. Indexers keep the newest record or
+// tombstone per peer in a Book; package node carries them on heartbeats,
+// publishes, lookups and the DHT.
+package record
 
 import (
 	"bytes"
 	"container/heap"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -17,8 +25,8 @@ import (
 // Record lifetimes. A tombstone must outlive every record it revokes, or a
 // deleted record could come back once the tombstone expires (a seed defect).
 const (
-	MaxRecordTTL = 48 * time.Hour
-	TombstoneTTL = MaxRecordTTL
+	MaxTTL       = 48 * time.Hour
+	TombstoneTTL = MaxTTL
 	// clockSkew is how far in the future a tombstone's time may be.
 	clockSkew = 5 * time.Minute
 )
@@ -32,24 +40,24 @@ const (
 
 // Record errors, for errors.Is and metrics.
 var (
-	ErrRecordMalformed = errors.New("record malformed")
-	ErrRecordSignature = errors.New("record signature invalid")
-	ErrRecordKey       = errors.New("record key does not match its peer ID")
-	ErrRecordExpired   = errors.New("record expired")
-	ErrRecordTTL       = errors.New("record TTL exceeds the maximum")
-	ErrRecordNotOwner  = errors.New("record not signed by its sender")
-	ErrRecordReplay    = errors.New("record older than the one held (replay)")
-	ErrRecordDeleted   = errors.New("record revoked by a tombstone")
+	ErrMalformed = errors.New("record malformed")
+	ErrSignature = errors.New("record signature invalid")
+	ErrKey       = errors.New("record key does not match its peer ID")
+	ErrExpired   = errors.New("record expired")
+	ErrTTL       = errors.New("record TTL exceeds the maximum")
+	ErrNotOwner  = errors.New("record not signed by its sender")
+	ErrReplay    = errors.New("record older than the one held (replay)")
+	ErrDeleted   = errors.New("record revoked by a tombstone")
 )
 
-// recordReason labels record errors for metrics.
-func recordReason(err error) string {
+// Reason labels record errors for metrics ("other" for any other error).
+func Reason(err error) string {
 	for _, k := range []struct {
 		err  error
 		name string
-	}{{ErrRecordMalformed, "malformed"}, {ErrRecordSignature, "signature"}, {ErrRecordKey, "key"},
-		{ErrRecordExpired, "expired"}, {ErrRecordTTL, "ttl"}, {ErrRecordNotOwner, "not_owner"},
-		{ErrRecordReplay, "replay"}, {ErrRecordDeleted, "deleted"}} {
+	}{{ErrMalformed, "malformed"}, {ErrSignature, "signature"}, {ErrKey, "key"},
+		{ErrExpired, "expired"}, {ErrTTL, "ttl"}, {ErrNotOwner, "not_owner"},
+		{ErrReplay, "replay"}, {ErrDeleted, "deleted"}} {
 		if errors.Is(err, k.err) {
 			return k.name
 		}
@@ -57,9 +65,9 @@ func recordReason(err error) string {
 	return "other"
 }
 
-// SignRecord signs rec (PubKey is filled from key) and returns the
-// SignedRecord's bytes.
-func SignRecord(c *codec.Codec, key crypto.PrivKey, rec PeerRecord) ([]byte, error) {
+// Sign signs rec (PubKey is filled from key) and returns the Signed
+// record's bytes.
+func Sign(c *codec.Codec, key crypto.PrivKey, rec PeerRecord) ([]byte, error) {
 	pub, err := crypto.MarshalPublicKey(key.GetPublic())
 	if err != nil {
 		return nil, err
@@ -73,7 +81,7 @@ func SignRecord(c *codec.Codec, key crypto.PrivKey, rec PeerRecord) ([]byte, err
 	if err != nil {
 		return nil, fmt.Errorf("sign record: %w", err)
 	}
-	return c.Marshal(&SignedRecord{Record: &rec, Signature: sig})
+	return c.Marshal(&Signed{Record: &rec, Signature: sig})
 }
 
 // SignTombstone signs a tombstone revoking the key's own record.
@@ -95,30 +103,30 @@ func SignTombstone(c *codec.Codec, key crypto.PrivKey, seq uint64, now time.Time
 	if err != nil {
 		return nil, fmt.Errorf("sign tombstone: %w", err)
 	}
-	return c.Marshal(&SignedRecord{Tombstone: &ts, Signature: sig})
+	return c.Marshal(&Signed{Tombstone: &ts, Signature: sig})
 }
 
-// VerifiedRecord is a SignedRecord whose signature and key binding hold.
-type VerifiedRecord struct {
+// Verified is a Signed record whose signature and key binding hold.
+type Verified struct {
 	Peer      peer.ID
 	Seq       uint64
 	Record    *PeerRecord // nil for a tombstone
 	Tombstone *Tombstone
 	Expires   time.Time // record expiry, or when the tombstone may be forgotten
-	Raw       []byte    // the SignedRecord bytes as received
+	Raw       []byte    // the Signed record's bytes as received
 }
 
-// VerifyRecord decodes a SignedRecord and checks: exactly one of record and
+// Verify decodes a Signed record and checks: exactly one of record and
 // tombstone; the public key hashes to the claimed peer ID; the signature;
-// a record not expired and not valid longer than MaxRecordTTL; a tombstone
+// a record not expired and not valid longer than MaxTTL; a tombstone
 // not older than TombstoneTTL. Who sent it is checked by the caller.
-func VerifyRecord(c *codec.Codec, raw []byte, now time.Time) (*VerifiedRecord, error) {
-	var sr SignedRecord
+func Verify(c *codec.Codec, raw []byte, now time.Time) (*Verified, error) {
+	var sr Signed
 	if err := c.Unmarshal(raw, &sr); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrRecordMalformed, err)
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if (sr.Record == nil) == (sr.Tombstone == nil) {
-		return nil, fmt.Errorf("%w: needs exactly one of record and tombstone", ErrRecordMalformed)
+		return nil, fmt.Errorf("%w: needs exactly one of record and tombstone", ErrMalformed)
 	}
 	var (
 		peerBytes, pubBytes []byte
@@ -134,60 +142,60 @@ func VerifyRecord(c *codec.Codec, raw []byte, now time.Time) (*VerifiedRecord, e
 		body, err = c.Marshal(sr.Tombstone)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrRecordMalformed, err)
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	id, err := peer.IDFromBytes(peerBytes)
 	if err != nil {
-		return nil, fmt.Errorf("%w: peer ID: %v", ErrRecordMalformed, err)
+		return nil, fmt.Errorf("%w: peer ID: %v", ErrMalformed, err)
 	}
 	pub, err := crypto.UnmarshalPublicKey(pubBytes)
 	if err != nil {
-		return nil, fmt.Errorf("%w: public key: %v", ErrRecordMalformed, err)
+		return nil, fmt.Errorf("%w: public key: %v", ErrMalformed, err)
 	}
 	if !id.MatchesPublicKey(pub) {
-		return nil, ErrRecordKey
+		return nil, ErrKey
 	}
 	ok, err := pub.Verify(append([]byte(domain), body...), sr.Signature)
 	if err != nil || !ok {
-		return nil, ErrRecordSignature
+		return nil, ErrSignature
 	}
-	v := &VerifiedRecord{Peer: id, Raw: raw, Record: sr.Record, Tombstone: sr.Tombstone}
+	v := &Verified{Peer: id, Raw: raw, Record: sr.Record, Tombstone: sr.Tombstone}
 	if sr.Record != nil {
 		v.Seq = sr.Record.Seq
 		v.Expires = time.Unix(int64(sr.Record.Expires), 0)
 		if !v.Expires.After(now) {
-			return nil, ErrRecordExpired
+			return nil, ErrExpired
 		}
-		if v.Expires.Sub(now) > MaxRecordTTL {
-			return nil, ErrRecordTTL
+		if v.Expires.Sub(now) > MaxTTL {
+			return nil, ErrTTL
 		}
 	} else {
 		v.Seq = sr.Tombstone.Seq
 		deleted := time.Unix(int64(sr.Tombstone.Deleted), 0)
 		v.Expires = deleted.Add(TombstoneTTL)
 		if !v.Expires.After(now) {
-			return nil, ErrRecordExpired
+			return nil, ErrExpired
 		}
 		if deleted.After(now.Add(clockSkew)) {
-			return nil, fmt.Errorf("%w: tombstone dated in the future", ErrRecordMalformed)
+			return nil, fmt.Errorf("%w: tombstone dated in the future", ErrMalformed)
 		}
 	}
 	return v, nil
 }
 
-// RecordBook holds the newest verified record or tombstone per peer. It is
+// Book holds the newest verified record or tombstone per peer. It is
 // the indexer's store; safe for concurrent use.
-type RecordBook struct {
+type Book struct {
 	c       *codec.Codec
 	mu      sync.Mutex
-	all     map[peer.ID]*VerifiedRecord
+	all     map[peer.ID]*Verified
 	expires recordExpiries // every record put, by expiry: Prune pops what expired
 }
 
 // recordExpiry is a record held until at.
 type recordExpiry struct {
 	at time.Time
-	v  *VerifiedRecord
+	v  *Verified
 }
 
 type recordExpiries []recordExpiry
@@ -204,21 +212,21 @@ func (h *recordExpiries) Pop() any {
 	return x
 }
 
-// NewRecordBook returns an empty book.
-func NewRecordBook(c *codec.Codec) *RecordBook {
-	return &RecordBook{c: c, all: map[peer.ID]*VerifiedRecord{}}
+// NewBook returns an empty book.
+func NewBook(c *codec.Codec) *Book {
+	return &Book{c: c, all: map[peer.ID]*Verified{}}
 }
 
 // Put verifies raw and stores it if it is newer than what is held. from is
 // the authenticated peer that sent it: a peer may only publish its own record
 // or tombstone (a DHT key is bound to its owner).
-func (b *RecordBook) Put(raw []byte, from peer.ID, now time.Time) (*VerifiedRecord, error) {
-	v, err := VerifyRecord(b.c, raw, now)
+func (b *Book) Put(raw []byte, from peer.ID, now time.Time) (*Verified, error) {
+	v, err := Verify(b.c, raw, now)
 	if err != nil {
 		return nil, err
 	}
 	if v.Peer != from {
-		return nil, ErrRecordNotOwner
+		return nil, ErrNotOwner
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -227,9 +235,9 @@ func (b *RecordBook) Put(raw []byte, from peer.ID, now time.Time) (*VerifiedReco
 		case bytes.Equal(old.Raw, raw):
 			return old, nil // the same record again: fine
 		case old.Tombstone != nil && v.Seq <= old.Seq:
-			return nil, ErrRecordDeleted
+			return nil, ErrDeleted
 		case v.Seq <= old.Seq:
-			return nil, ErrRecordReplay
+			return nil, ErrReplay
 		}
 	}
 	b.all[v.Peer] = v
@@ -238,7 +246,7 @@ func (b *RecordBook) Put(raw []byte, from peer.ID, now time.Time) (*VerifiedReco
 }
 
 // Get returns the live record of p, or its tombstone.
-func (b *RecordBook) Get(p peer.ID, now time.Time) (*VerifiedRecord, bool) {
+func (b *Book) Get(p peer.ID, now time.Time) (*Verified, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	v, ok := b.all[p]
@@ -251,7 +259,7 @@ func (b *RecordBook) Get(p peer.ID, now time.Time) (*VerifiedRecord, bool) {
 // Prune forgets expired records and tombstones. It touches only what
 // expired (and the replaced records that expired with it), not every
 // record held.
-func (b *RecordBook) Prune(now time.Time) {
+func (b *Book) Prune(now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for len(b.expires) > 0 && !b.expires[0].at.After(now) {
@@ -273,8 +281,47 @@ func (b *RecordBook) Prune(now time.Time) {
 }
 
 // Len is the number of records and tombstones held.
-func (b *RecordBook) Len() int {
+func (b *Book) Len() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.all)
+}
+
+// Held returns every record and tombstone held, expired or not, by peer.
+func (b *Book) Held() map[peer.ID]*Verified {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return maps.Clone(b.all)
+}
+
+// PeerRecord is a peer's signed description of itself. Every field a peer
+// relies on is covered by Signed.Signature (the seed signed only part
+// of it).
+type PeerRecord struct {
+	Peer    []byte   `cbor:"1,keyasint"`           // binary peer ID
+	PubKey  []byte   `cbor:"2,keyasint"`           // libp2p-marshalled public key; must hash to Peer
+	Name    string   `cbor:"3,keyasint,omitempty"` // site name
+	Addrs   [][]byte `cbor:"4,keyasint,omitempty"` // binary multiaddrs
+	Seq     uint64   `cbor:"5,keyasint"`           // strictly increasing per peer: replay guard
+	Expires uint64   `cbor:"6,keyasint"`           // Unix seconds
+	IsNano  bool     `cbor:"7,keyasint,omitempty"`
+	Master  []byte   `cbor:"8,keyasint,omitempty"` // binary peer ID of the nano's master
+	Profile uint8    `cbor:"9,keyasint,omitempty"` // connectivity profile
+}
+
+// Tombstone revokes a peer's record. Only the peer itself can sign one.
+type Tombstone struct {
+	Peer    []byte `cbor:"1,keyasint"`
+	PubKey  []byte `cbor:"2,keyasint"`
+	Seq     uint64 `cbor:"3,keyasint"` // greater than the last record's Seq
+	Deleted uint64 `cbor:"4,keyasint"` // Unix seconds
+}
+
+// Signed carries a PeerRecord or a Tombstone (exactly one) with a
+// signature over the deterministic CBOR of that one, prefixed by a domain
+// string so a signature can never be replayed as another kind of message.
+type Signed struct {
+	Record    *PeerRecord `cbor:"1,keyasint,omitempty"`
+	Tombstone *Tombstone  `cbor:"2,keyasint,omitempty"`
+	Signature []byte      `cbor:"3,keyasint"`
 }
