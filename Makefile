@@ -10,6 +10,8 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDat
 ARCHES   := amd64 arm64 arm riscv64
 # Packages whose tests change with the pkcs11 build tag (SoftHSM tests).
 HSM_PKGS := ./hsm/... ./node/... ./cmd/... ./origin/...
+# Packages whose code changes with the nodht build tag (the nano's build).
+NANO_PKGS := ./host/... ./node/... ./cmd/...
 # Debian cross compilers per GOARCH, for cgo (pkcs11) builds.
 CC_arm64   := aarch64-linux-gnu-gcc
 CC_riscv64 := riscv64-linux-gnu-gcc
@@ -74,15 +76,17 @@ lint: ## gofmt and go vet (both build flavours)
 		if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags pkcs11 $(PKGS)
-	$(GO) vet -tags nodht ./cmd/... ./node/...
+	$(GO) vet -tags nodht $(NANO_PKGS)
 
-test: ## unit tests, native, both flavours (the pkcs11 one against SoftHSM)
+test: ## unit tests, native, all flavours (pkcs11 against SoftHSM; nodht, the nano's)
 	$(GO) test $(PKGS)
 	$(GO) test -tags pkcs11 $(HSM_PKGS)
+	$(GO) test -tags nodht $(NANO_PKGS)
 
-test-race: ## unit tests, native, both flavours, with the race detector
+test-race: ## unit tests, native, all flavours, with the race detector
 	$(GO) test -race $(PKGS)
 	$(GO) test -race -tags pkcs11 $(HSM_PKGS)
+	$(GO) test -race -tags nodht $(NANO_PKGS)
 
 test-cross: ## unit tests for arm64, arm and riscv64 under qemu-user
 	@set -e; for a in arm64 arm riscv64; do \

@@ -529,6 +529,14 @@ func (c *Config) CheckFiles() error {
 	return probs
 }
 
+// Given reports whether key (dotted, e.g. "indexer.dht") was set, in the
+// file (line is its line) or by a flag (line 0), rather than left to its
+// default.
+func (c *Config) Given(key string) (line int, ok bool) {
+	line, ok = c.lines[key]
+	return line, ok
+}
+
 func (c *Config) line(key string) int {
 	if n, ok := c.lines[key]; ok {
 		return n

@@ -134,6 +134,15 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 	opts := node.Options{Name: cfg.Name, Roles: roles, Key: key, Store: d.store, Codec: c, Log: log, Contact: own, Master: master,
 		NanoContacts: pl.nanos, Stations: pl.calls, PeerPlans: pl.peerPlans,
 		HeartbeatInterval: tune.heartbeat, DHT: cfg.Indexer.DHT, MaxSessions: cfg.Indexer.MaxSessions, MaxDrains: cfg.Delivery.MaxDrains, OnApplied: tune.onApplied}
+	if opts.DHT && roles.Has(node.RoleIndexer) && !node.DHTBuilt {
+		// The nano build leaves the DHT out; an indexer it runs keeps
+		// records in its book only, unless the DHT was asked for.
+		if line, given := cfg.Given("indexer.dht"); given {
+			return nil, fmt.Errorf("%s:%d: [indexer] dht = true, but this gardend build leaves the DHT out (-tags nodht, the nano build): set it false or run the full build", cfg.File(), line)
+		}
+		opts.DHT = false
+		log.Info("this gardend build has no DHT (-tags nodht): the indexer keeps records in its book only")
+	}
 	for _, nn := range cfg.Nanos {
 		ai, err := addrInfo(nn)
 		if err != nil {
