@@ -21,6 +21,10 @@ const dhtNamespace = "gardend"
 
 type recordDHT interface{ Close() error }
 
+// DHTBuilt says whether this build has the DHT (and identify, its only
+// user); a nodht build has neither.
+const DHTBuilt = true
+
 // startDHT runs a Kademlia server for an indexer: custom protocol prefix
 // (/gardend/kad/1.0.0), our record validator, seeds as bootstrap peers.
 // ModeServer is set explicitly: ModeAuto never turns into a server on a

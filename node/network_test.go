@@ -65,7 +65,7 @@ func (tn *testNet) peerOf(name string, roles Roles, storeOpts ...func(*dtn.Optio
 	key, _ := hsm.NewPrivKey(ks)
 	lim := LimitsFor(roles, 0)
 	h, err := host.New(host.Config{Key: key, PSK: tn.psk, Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")},
-		DialTimeout: 3 * time.Second, Identify: roles.Has(RoleIndexer), Limits: &lim})
+		DialTimeout: 3 * time.Second, Identify: roles.Has(RoleIndexer) && DHTBuilt, Limits: &lim})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func groundAndNanos(t *testing.T) (tn *testNet, master *tnode, idx []*tnode, nan
 	}
 	indexers := []peer.AddrInfo{idx[0].info(), idx[1].info()}
 	for _, x := range idx {
-		x.opts.DHT = true
+		x.opts.DHT = DHTBuilt
 		for _, y := range idx {
 			if y != x {
 				x.opts.DHTBootstrap = append(x.opts.DHTBootstrap, y.info())

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -67,13 +66,13 @@ func TestIndexerRecordProtocols(t *testing.T) {
 	if err != nil || !replies[0].(*RecordResult).OK {
 		t.Fatalf("own tombstone: %v %+v", err, replies)
 	}
-	eventually(t, "records stored in the DHT", 5*time.Second, func() bool { return idx[0].Metrics.Get("dht_puts") > 0 })
+	if DHTBuilt { // a nodht build keeps records in the book only
+		eventually(t, "records stored in the DHT", 5*time.Second, func() bool { return idx[0].Metrics.Get("dht_puts") > 0 })
+	}
 	if idx[0].Metrics.Get("records_rejected_key") == 0 {
 		t.Fatalf("rejections not counted: %v", idx[0].Metrics.Snapshot())
 	}
 }
-
-var _ = context.Background
 
 // A heartbeat carries the signed record only when the indexer needs it: not
 // every interval (it is most of a heartbeat's bytes on a slow link), but
