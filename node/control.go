@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"gardend/dtn"
+	"gardend/swim"
 )
 
 // Status is what `gardend status` shows.
@@ -82,8 +83,8 @@ func (n *Node) Status() Status {
 		st.Suspected = append(st.Suspected, p.String())
 	}
 	sort.Strings(st.Suspected)
-	for p, ms := range n.members.notAlive() {
-		st.Members = append(st.Members, MemberReport{Peer: p.String(), State: KindName(ms.Kind), Incarnation: ms.Incarnation, Since: ms.Since.UTC()})
+	for p, ms := range n.members.NotAlive() {
+		st.Members = append(st.Members, MemberReport{Peer: p.String(), State: swim.KindName(ms.Kind), Incarnation: ms.Incarnation, Since: ms.Since.UTC()})
 	}
 	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Peer < st.Members[j].Peer })
 	for _, d := range n.store.PendingCritical() {

@@ -17,6 +17,7 @@ import (
 	"gardend/dtn"
 	"gardend/hsm/hsmtest"
 	"gardend/record"
+	"gardend/swim"
 )
 
 // FuzzWireMessages feeds arbitrary frame bodies to the decoder of every
@@ -25,7 +26,7 @@ import (
 func FuzzWireMessages(f *testing.F) {
 	c := newCodec(f)
 	seeds := []any{
-		&Heartbeat{Time: 1, Name: "n", Record: []byte{1}, PendingContact: [][]byte{{1, 2}}, Events: []MemberEvent{{Kind: 1, Peer: []byte{1}}}},
+		&Heartbeat{Time: 1, Name: "n", Record: []byte{1}, PendingContact: [][]byte{{1, 2}}, Events: []swim.Event{{Kind: 1, Peer: []byte{1}}}},
 		&HeartbeatResponse{FillRate: 0.5, PendingCallers: []PeerAddrs{{Peer: []byte{1}, Addrs: [][]byte{{4}}}}},
 		&RecordPublish{Signed: []byte{1}}, &RecordGet{Peer: []byte{1}}, &RecordResult{OK: true},
 		&Mutation{ID: 1, Op: 1, Resource: "r", Owner: []byte{1}, Body: []byte("b")},
@@ -121,27 +122,6 @@ func signedFor(f *testing.F, c *codec.Codec, key crypto.PrivKey, seq uint64, now
 	return raw
 }
 
-// checkMembers asserts what gossip may never hold, whatever it was told:
-// an event of no known kind, this node itself, a hop budget beyond
-// eventHops, a queue beyond its limit.
-func checkMembers(t *testing.T, m *membership) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for p, s := range m.view {
-		if p == m.self || s.Kind < EventAlive || s.Kind > EventDead {
-			t.Fatalf("gossip view holds %s as %d", p, s.Kind)
-		}
-	}
-	if len(m.queue) > eventQueueLimit {
-		t.Fatalf("%d events queued", len(m.queue))
-	}
-	for _, q := range m.queue {
-		if q.ev.HopsLeft > eventHops {
-			t.Fatalf("queued %+v with more hops than gossip gives", q.ev)
-		}
-	}
-}
-
 // checkReasons fails on a rejection counted without a kind.
 func checkReasons(t *testing.T, m *Metrics) {
 	for k, v := range m.Snapshot() {
@@ -173,10 +153,10 @@ func FuzzIndexerHeartbeat(f *testing.F) {
 	addr := ma.StringCast("/ip4/127.0.0.1/tcp/4001")
 	for _, hb := range []*Heartbeat{
 		{Time: uint64(now.Unix()), Name: "alice", Record: signedFor(f, c, alice, 1, now, addr), PendingContact: [][]byte{[]byte(bobID)},
-			Events: []MemberEvent{{Kind: EventSuspect, Peer: []byte(bobID), Incarnation: 2, HopsLeft: 3}}},
+			Events: []swim.Event{{Kind: swim.Suspect, Peer: []byte(bobID), Incarnation: 2, HopsLeft: 3}}},
 		{Time: uint64(now.Unix()), Record: signedFor(f, c, bob, 2, now), Indexers: [][]byte{[]byte(x.host.ID())}, SuspectedIncarnation: 1 << 62,
-			Events: []MemberEvent{{Kind: EventDead, Peer: []byte(x.host.ID()), Incarnation: 1 << 62, HopsLeft: 200}, {Kind: 7, Peer: []byte("x")}}},
-		{Time: 1, PendingContact: [][]byte{{0x00}, []byte(aliceID)}, Events: []MemberEvent{{Kind: EventAlive, Peer: []byte(bobID), Incarnation: 9, HopsLeft: 200}}},
+			Events: []swim.Event{{Kind: swim.Dead, Peer: []byte(x.host.ID()), Incarnation: 1 << 62, HopsLeft: 200}, {Kind: 7, Peer: []byte("x")}}},
+		{Time: 1, PendingContact: [][]byte{{0x00}, []byte(aliceID)}, Events: []swim.Event{{Kind: swim.Alive, Peer: []byte(bobID), Incarnation: 9, HopsLeft: 200}}},
 	} {
 		b, err := c.EncodeMessage(hb)
 		if err != nil {
@@ -196,7 +176,7 @@ func FuzzIndexerHeartbeat(f *testing.F) {
 		}
 		// A fresh indexer each time: a finding reproduces from its input alone.
 		n.Metrics = NewMetrics()
-		n.members = newMembership(n.id, now)
+		n.members = swim.New(n.id, now)
 		n.idx = newIndexer(n)
 		from := senders[int(who)%len(senders)]
 		// The other sender waits for this one: the answer names it.
@@ -209,11 +189,11 @@ func FuzzIndexerHeartbeat(f *testing.F) {
 		if _, _, err := c.DecodeMessage(ProtoHeartbeat, out); err != nil {
 			t.Fatalf("answer does not decode: %v", err)
 		}
-		if len(resp.Events) > eventsPerBeat {
+		if len(resp.Events) > swim.EventsPerBeat {
 			t.Fatalf("answer carries %d events", len(resp.Events))
 		}
 		for _, ev := range resp.Events {
-			if ev.HopsLeft > eventHops {
+			if ev.HopsLeft > swim.MaxHops {
 				t.Fatalf("answer passes on %+v with more hops than gossip gives", ev)
 			}
 		}
@@ -226,7 +206,9 @@ func FuzzIndexerHeartbeat(f *testing.F) {
 		if len(hb.Record) > 0 && resp.RecordError == "" && n.idx.book.Len() != 1 {
 			t.Fatal("record neither refused nor kept")
 		}
-		checkMembers(t, n.members)
+		if err := n.members.Sound(); err != nil {
+			t.Fatal(err)
+		}
 		checkReasons(t, n.Metrics)
 	})
 }
@@ -249,9 +231,9 @@ func FuzzHeartbeatResponse(f *testing.F) {
 	for _, r := range []*HeartbeatResponse{
 		{FillRate: 0.5, PeerCount: 3, MaxNodes: 10, BornAt: uint64(now.Unix()), Incarnation: 7,
 			PendingCallers: []PeerAddrs{{Peer: []byte(otherID), Addrs: [][]byte{addr, {0x04, 1}}}, {Peer: []byte(x.host.ID())}},
-			Events:         []MemberEvent{{Kind: EventAlive, Peer: []byte(otherID), Incarnation: 3, HopsLeft: 2}}},
+			Events:         []swim.Event{{Kind: swim.Alive, Peer: []byte(otherID), Incarnation: 3, HopsLeft: 2}}},
 		{RecordError: "record expired", NeedRecord: true, Suggestions: []PeerAddrs{{Peer: []byte(indexer), Addrs: [][]byte{addr}}},
-			Events: []MemberEvent{{Kind: EventSuspect, Peer: []byte(x.host.ID()), Incarnation: 1 << 40, HopsLeft: 255}}},
+			Events: []swim.Event{{Kind: swim.Suspect, Peer: []byte(x.host.ID()), Incarnation: 1 << 40, HopsLeft: 255}}},
 	} {
 		b, err := c.EncodeMessage(r)
 		if err != nil {
@@ -269,7 +251,7 @@ func FuzzHeartbeatResponse(f *testing.F) {
 			return
 		}
 		n.Metrics = NewMetrics()
-		n.members = newMembership(n.id, now)
+		n.members = swim.New(n.id, now)
 		var st recordSent
 		callers := n.takeResponse(indexer, resp, &st, now)
 		if resp.RecordError != "" && !st.indexerNeedsOne {
@@ -294,7 +276,9 @@ func FuzzHeartbeatResponse(f *testing.F) {
 				}
 			}
 		}
-		checkMembers(t, n.members)
+		if err := n.members.Sound(); err != nil {
+			t.Fatal(err)
+		}
 		checkReasons(t, n.Metrics)
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"gardend/codec"
 	"gardend/host"
 	"gardend/record"
+	"gardend/swim"
 )
 
 // heartbeatLoop keeps one long-lived heartbeat stream to an indexer and
@@ -161,7 +162,7 @@ func (n *Node) nextHeartbeat(st *recordSent, now time.Time) (hb *Heartbeat, comm
 	for _, d := range n.store.PendingCritical() {
 		hb.PendingContact = append(hb.PendingContact, []byte(d))
 	}
-	hb.Events = n.members.next(len(n.o.Indexers))
+	hb.Events = n.members.Next(len(n.o.Indexers))
 	return hb, func() {
 		if sendRecord {
 			*st = recordSent{sent: true, at: now, expires: time.Unix(int64(rec.Expires), 0), content: string(content)}
@@ -207,7 +208,7 @@ func (n *Node) heartbeatTo(indexer peer.ID, st *recordSent, now time.Time) (*Hea
 	if err != nil {
 		return nil, nil, err
 	}
-	if ms, ok := n.members.State(indexer); ok && ms.Kind != EventAlive {
+	if ms, ok := n.members.State(indexer); ok && ms.Kind != swim.Alive {
 		hb.SuspectedIncarnation = ms.Incarnation // asks it to refute
 	}
 	return hb, commit, nil
@@ -226,7 +227,7 @@ func (n *Node) heardFrom(indexer peer.ID, resp *HeartbeatResponse, st *recordSen
 // node, which it returns (callers that cannot be read are counted and
 // left out).
 func (n *Node) takeResponse(indexer peer.ID, resp *HeartbeatResponse, st *recordSent, now time.Time) []pendingCaller {
-	if n.members.seen(indexer, resp.Incarnation, now) {
+	if n.members.Seen(indexer, resp.Incarnation, now) {
 		n.log.Info("indexer answers again", "indexer", indexer, "incarnation", resp.Incarnation)
 	}
 	n.observeEvents(resp.Events, now)
@@ -267,9 +268,9 @@ type indexerHealth struct {
 }
 
 // failed counts a failure and says what it makes of the indexer: 0 nothing
-// yet, EventSuspect at the second failure in a row (the seed suspected at
+// yet, swim.Suspect at the second failure in a row (the seed suspected at
 // the first, but a beat at AOS can fail while the link is still being
-// acquired), EventDead once the suspicion is three intervals old.
+// acquired), swim.Dead once the suspicion is three intervals old.
 func (h *indexerHealth) failed(now time.Time, interval time.Duration) uint8 {
 	h.fails++
 	switch {
@@ -277,11 +278,11 @@ func (h *indexerHealth) failed(now time.Time, interval time.Duration) uint8 {
 		return 0
 	case h.suspectedAt.IsZero():
 		h.suspectedAt = now
-		return EventSuspect
+		return swim.Suspect
 	case now.Sub(h.suspectedAt) >= 3*interval:
-		return EventDead
+		return swim.Dead
 	}
-	return EventSuspect
+	return swim.Suspect
 }
 
 // heartbeatFailed records a failed heartbeat to indexer p and gossips what
@@ -293,10 +294,10 @@ func (n *Node) heartbeatFailed(p peer.ID, h *indexerHealth, now time.Time) {
 		return
 	}
 	known, _ := n.members.State(p)
-	if !n.members.local(p, kind, known.Incarnation, now) {
+	if !n.members.Local(p, kind, known.Incarnation, now) {
 		return // already known
 	}
-	if kind == EventSuspect {
+	if kind == swim.Suspect {
 		n.Metrics.Inc("indexers_suspected")
 		n.log.Warn("indexer suspected: heartbeats fail in contact", "indexer", p, "failures", h.fails)
 	} else {
@@ -433,4 +434,21 @@ func (h *heartbeatSchedule) due(c Contact, interval time.Duration, now time.Time
 		h.lastSent = now
 	}
 	return due
+}
+
+// observeEvents takes the events a heartbeat or its response carried,
+// counting news and malformed ones. A peer's hop budget is capped at what
+// any honest sender can give (swim.MaxHops): a larger one would make the
+// event travel further than gossip allows.
+func (n *Node) observeEvents(evs []swim.Event, now time.Time) {
+	for _, ev := range evs {
+		if _, err := swim.Check(ev); err != nil {
+			n.Metrics.Inc("member_events_malformed")
+			continue
+		}
+		ev.HopsLeft = min(ev.HopsLeft, swim.MaxHops)
+		if n.members.Observe(ev, now) {
+			n.Metrics.Inc("member_events_news")
+		}
+	}
 }

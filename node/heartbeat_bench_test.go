@@ -12,6 +12,7 @@ import (
 
 	"gardend/codec"
 	"gardend/record"
+	"gardend/swim"
 )
 
 // testPeer derives a real Ed25519 libp2p identity from a fixed seed byte, so
@@ -110,9 +111,9 @@ func representativeHeartbeat(tb testing.TB, c *codec.Codec) (cborMsg *Heartbeat,
 		Indexers:     [][]byte{[]byte(idx[0]), []byte(idx[1]), []byte(idx[2])},
 		Challenges:   [][]byte{[]byte(self), []byte(idx[1]), []byte(idx[2])},
 		ChallengeKey: []byte(self), Referent: true, SuspectedIncarnation: 4,
-		Events: []MemberEvent{
-			{Kind: EventSuspect, Peer: []byte(idx[2]), Incarnation: 4, HopsLeft: 2},
-			{Kind: EventAlive, Peer: []byte(idx[1]), Incarnation: 7, HopsLeft: 3},
+		Events: []swim.Event{
+			{Kind: swim.Suspect, Peer: []byte(idx[2]), Incarnation: 4, HopsLeft: 2},
+			{Kind: swim.Alive, Peer: []byte(idx[1]), Incarnation: 7, HopsLeft: 3},
 		},
 		PendingContact: [][]byte{[]byte(waiting1), []byte(waiting2)},
 	}

@@ -140,7 +140,7 @@ func (x *indexer) process(from peer.ID, hb *Heartbeat, now time.Time) *Heartbeat
 	n := x.n
 	resp := &HeartbeatResponse{MaxNodes: uint32(n.o.MaxSessions), BornAt: uint64(x.bornAt.Unix())}
 	if hb.SuspectedIncarnation != 0 {
-		n.members.refute(hb.SuspectedIncarnation)
+		n.members.Refute(hb.SuspectedIncarnation)
 	}
 	n.observeEvents(hb.Events, now)
 	if len(hb.Record) > 0 {
@@ -200,7 +200,7 @@ func (x *indexer) process(from peer.ID, hb *Heartbeat, now time.Time) *Heartbeat
 		resp.Suggestions = append(resp.Suggestions, pa)
 	}
 	resp.Incarnation = n.members.Incarnation()
-	resp.Events = n.members.next(len(x.sessions))
+	resp.Events = n.members.Next(len(x.sessions))
 	resp.PeerCount = uint32(len(x.sessions))
 	resp.FillRate = float32(len(x.sessions)) / float32(max(n.o.MaxSessions, 1))
 	return resp

@@ -23,6 +23,7 @@ import (
 	"gardend/host"
 	"gardend/plan"
 	"gardend/record"
+	"gardend/swim"
 )
 
 // Roles is a set of roles one process holds.
@@ -172,7 +173,7 @@ type Node struct {
 
 	idx *indexer // nil unless RoleIndexer
 
-	members *membership // SWIM liveness gossip on heartbeats
+	members *swim.Membership // SWIM liveness gossip on heartbeats
 	dht     recordDHT
 
 	alive atomic.Int64 // Unix ns of the delivery loop's last turn
@@ -214,7 +215,7 @@ func New(o Options) (*Node, error) {
 	for p, c := range o.NanoContacts {
 		n.nanoContacts[p] = c
 	}
-	n.members = newMembership(n.id, o.Now())
+	n.members = swim.New(n.id, o.Now())
 	// Configured peers are never the connection manager's to trim.
 	for _, ai := range append(append([]peer.AddrInfo{o.Master}, o.Nanos...), o.Indexers...) {
 		if ai.ID != "" {

@@ -1,43 +1,29 @@
 package node
 
+import "gardend/swim"
+
 // Wire forms of every gardend message. Field numbers are part of the
 // protocol: never reuse or renumber one; add new numbers instead. Peer IDs
 // travel as their binary multihash, addresses as binary multiaddrs and times
 // as Unix seconds, which is what keeps a heartbeat a few hundred bytes on a
 // 64 kbit/s link.
 
-// MemberEvent is a SWIM membership event piggybacked on heartbeats.
-type MemberEvent struct {
-	_           struct{} `cbor:",toarray"`
-	Kind        uint8    // EventAlive, EventSuspect, EventDead
-	Peer        []byte   // binary peer ID
-	Incarnation uint64
-	HopsLeft    uint8
-}
-
-// SWIM event kinds.
-const (
-	EventAlive   uint8 = 1
-	EventSuspect uint8 = 2
-	EventDead    uint8 = 3
-)
-
 // Heartbeat goes from a peer to an indexer on the long-lived heartbeat
 // stream. It carries no sender ID: the indexer takes the sender from the
 // authenticated connection, never from the message (the seed trusted a
 // self-declared peer_id).
 type Heartbeat struct {
-	Time                 uint64        `cbor:"1,keyasint"`           // sender clock, Unix seconds (informational)
-	Name                 string        `cbor:"2,keyasint,omitempty"` // site name
-	Record               []byte        `cbor:"3,keyasint,omitempty"` // signed peer record (record.Signed, CBOR), when it changed or the indexer needs it
-	Need                 uint8         `cbor:"4,keyasint,omitempty"` // indexers wanted beyond the pool
-	Indexers             [][]byte      `cbor:"5,keyasint,omitempty"` // indexers the sender heartbeats to (first heartbeat of a stream)
-	Challenges           [][]byte      `cbor:"6,keyasint,omitempty"` // peers whose liveness the sender asks about
-	ChallengeKey         []byte        `cbor:"7,keyasint,omitempty"` // record key to fetch from the DHT as a check
-	Referent             bool          `cbor:"8,keyasint,omitempty"` // the sender's preferred indexer
-	SuspectedIncarnation uint64        `cbor:"9,keyasint,omitempty"` // set when the sender suspects this indexer
-	Events               []MemberEvent `cbor:"10,keyasint,omitempty"`
-	PendingContact       [][]byte      `cbor:"11,keyasint,omitempty"` // peers the sender holds critical DTN entries for
+	Time                 uint64       `cbor:"1,keyasint"`           // sender clock, Unix seconds (informational)
+	Name                 string       `cbor:"2,keyasint,omitempty"` // site name
+	Record               []byte       `cbor:"3,keyasint,omitempty"` // signed peer record (record.Signed, CBOR), when it changed or the indexer needs it
+	Need                 uint8        `cbor:"4,keyasint,omitempty"` // indexers wanted beyond the pool
+	Indexers             [][]byte     `cbor:"5,keyasint,omitempty"` // indexers the sender heartbeats to (first heartbeat of a stream)
+	Challenges           [][]byte     `cbor:"6,keyasint,omitempty"` // peers whose liveness the sender asks about
+	ChallengeKey         []byte       `cbor:"7,keyasint,omitempty"` // record key to fetch from the DHT as a check
+	Referent             bool         `cbor:"8,keyasint,omitempty"` // the sender's preferred indexer
+	SuspectedIncarnation uint64       `cbor:"9,keyasint,omitempty"` // set when the sender suspects this indexer
+	Events               []swim.Event `cbor:"10,keyasint,omitempty"`
+	PendingContact       [][]byte     `cbor:"11,keyasint,omitempty"` // peers the sender holds critical DTN entries for
 }
 
 // PeerAddrs is a peer and where to reach it.
@@ -49,16 +35,16 @@ type PeerAddrs struct {
 
 // HeartbeatResponse is the indexer's answer to each heartbeat.
 type HeartbeatResponse struct {
-	FillRate       float32       `cbor:"1,keyasint"`           // sessions / capacity
-	PeerCount      uint32        `cbor:"2,keyasint"`           // heartbeat sessions
-	MaxNodes       uint32        `cbor:"3,keyasint"`           // capacity
-	BornAt         uint64        `cbor:"4,keyasint"`           // indexer start, Unix seconds: a restart or impostor shows as a change
-	Suggestions    []PeerAddrs   `cbor:"5,keyasint,omitempty"` // other indexers
-	Incarnation    uint64        `cbor:"6,keyasint,omitempty"`
-	Events         []MemberEvent `cbor:"7,keyasint,omitempty"`
-	PendingCallers []PeerAddrs   `cbor:"8,keyasint,omitempty"`  // peers holding critical messages for the sender: contact them
-	RecordError    string        `cbor:"9,keyasint,omitempty"`  // why the embedded record was refused, if it was
-	NeedRecord     bool          `cbor:"10,keyasint,omitempty"` // the indexer holds no live record of the sender: send it
+	FillRate       float32      `cbor:"1,keyasint"`           // sessions / capacity
+	PeerCount      uint32       `cbor:"2,keyasint"`           // heartbeat sessions
+	MaxNodes       uint32       `cbor:"3,keyasint"`           // capacity
+	BornAt         uint64       `cbor:"4,keyasint"`           // indexer start, Unix seconds: a restart or impostor shows as a change
+	Suggestions    []PeerAddrs  `cbor:"5,keyasint,omitempty"` // other indexers
+	Incarnation    uint64       `cbor:"6,keyasint,omitempty"`
+	Events         []swim.Event `cbor:"7,keyasint,omitempty"`
+	PendingCallers []PeerAddrs  `cbor:"8,keyasint,omitempty"`  // peers holding critical messages for the sender: contact them
+	RecordError    string       `cbor:"9,keyasint,omitempty"`  // why the embedded record was refused, if it was
+	NeedRecord     bool         `cbor:"10,keyasint,omitempty"` // the indexer holds no live record of the sender: send it
 }
 
 // RecordPublish asks an indexer to store a signed record or tombstone.
