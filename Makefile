@@ -108,17 +108,21 @@ sat-ci: ## the flight-bench scenarios CI runs: gap work, a crash mid-drain, two 
 
 # SAT_SEEDS: loss seeds of the radio (GARDEND_SAT_SEED), one bench run each
 # (about 4 minutes a seed); with a fixed seed the same packets are lost every
-# run (test/sat/README.md), so the default takes four and, after each seed's
-# own lines, scripts/benchseeds.awk prints each figure's median across them
-# (with min and max). SAT_SEEDS=0 runs one seed, without a summary. A seed
-# that fails is named and the target fails, after the other seeds have run.
+# run (test/sat/README.md), so the default takes four. Each seed's BENCH lines
+# are printed as they come; after the last seed, scripts/benchseeds.awk
+# prints each figure's median across the seeds (with min and max).
+# SAT_SEEDS=0 runs one seed, without a summary. A seed that fails is named
+# and fails the target, after the other seeds have run.
 SAT_SEEDS ?= 0 10 20 30
 sat-bench: ## flight-bench figures as BENCH lines, per loss seed in SAT_SEEDS (default 4) + medians across them (root)
-	@set -o pipefail; { failed=""; for s in $(SAT_SEEDS); do echo "# loss seed $$s"; t0=$$(date +%s); \
-		GARDEND_SAT=1 GARDEND_SAT_SEED=$$s $(GO) test -count=1 -timeout 15m -run '^$$' -bench FlightBench -benchtime 1x ./test/sat/ | awk -f scripts/benchfmt.awk \
-			|| { echo "# seed $$s FAILED"; failed="$$failed $$s"; }; \
+	@set -o pipefail; out=$$(mktemp); trap 'rm -f "$$out"' EXIT; failed=""; \
+	for s in $(SAT_SEEDS); do echo "# loss seed $$s" | tee -a "$$out"; t0=$$(date +%s); \
+		GARDEND_SAT=1 GARDEND_SAT_SEED=$$s $(GO) test -count=1 -timeout 15m -run '^$$' -bench FlightBench -benchtime 1x ./test/sat/ \
+			| awk -f scripts/benchfmt.awk | tee -a "$$out" || { echo "# seed $$s FAILED"; failed="$$failed $$s"; }; \
 		echo "# seed $$s took $$(( $$(date +%s) - t0 )) s"; \
-	done; [ -z "$$failed" ] || { echo "sat-bench: failed with loss seeds:$$failed" >&2; exit 1; }; } | awk -f scripts/benchseeds.awk
+	done; \
+	awk -f scripts/benchseeds.awk "$$out"; \
+	[ -z "$$failed" ] || { echo "sat-bench: failed with loss seeds:$$failed" >&2; exit 1; }
 
 # Full-system guests (test/sat/vm): gardend booted by systemd in a Debian 12
 # guest under qemu-system TCG. Images are cached in GARDEND_VM_CACHE

@@ -1,12 +1,12 @@
 # benchseeds.awk summarises `BENCH <name> <value> <unit>` lines from several
-# runs of the same benchmarks, one per radio loss seed (make sat-bench). Every
-# input line passes through unchanged, as it comes, so each seed's own figures
-# stay printed; a line `# loss seed N` starts a seed's run. At the end, for
-# each figure reported by two seeds or more, in the order first seen:
+# runs of the same benchmarks, one per radio loss seed (make sat-bench, which
+# prints each seed's lines itself as they come and keeps them in a file for
+# this script). A line `# loss seed N` starts a seed's lines. For each figure
+# reported by two seeds or more, in the order first seen, it prints
 #   BENCH <name>_median <value> <unit> # min <v> max <v>[, n of M seeds]
 # The median of an even count is the mean of the two middle values. The
 # first four fields keep benchfmt.awk's format; the rest is a comment. With
-# a single seed nothing is added: its own lines are the figures.
+# a single seed it prints nothing: that seed's own lines are the figures.
 function fmt(v) {
 	if (v == int(v)) return sprintf("%.0f", v)
 	if (v >= 1000 || v <= -1000) return sprintf("%.1f", v)
@@ -21,7 +21,6 @@ function fmt(v) {
 	if (!(name in count)) { order[++nnames] = name; unit[name] = $4 }
 	val[name, ++count[name]] = $3
 }
-{ print; fflush() }
 END {
 	if (nseeds < 2) exit
 	printf "# median across %d loss seeds (%s); min and max after the unit\n", nseeds, seeds
