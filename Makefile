@@ -110,13 +110,23 @@ sat-test: ## every flight-bench scenario: QEMU nanos behind the emulated radio l
 sat-ci: ## the flight-bench scenarios CI runs: gap work, a crash mid-drain, two stations; arm64 nano (root)
 	GARDEND_SAT=1 $(GO) test -count=1 -timeout 15m -v -run 'TestGapWorkArrivesArm64|TestNanoKilledMidDrain|TestTwoStationsArm64' ./test/sat/
 
-# SAT_SEEDS: loss seeds of the radio (GARDEND_SAT_SEED), one bench run each;
-# with a fixed seed the same packets are lost every run (test/sat/README.md).
-SAT_SEEDS ?= 0
-sat-bench: ## flight-bench figures as BENCH lines, one run per seed in SAT_SEEDS (root)
-	@set -eo pipefail; for s in $(SAT_SEEDS); do echo "# loss seed $$s"; \
-		GARDEND_SAT=1 GARDEND_SAT_SEED=$$s $(GO) test -count=1 -timeout 15m -run '^$$' -bench FlightBench -benchtime 1x ./test/sat/ | awk -f scripts/benchfmt.awk; \
-	done
+# SAT_SEEDS: loss seeds of the radio (GARDEND_SAT_SEED), one bench run each
+# (about 4 minutes a seed); with a fixed seed the same packets are lost every
+# run (test/sat/README.md), so the default takes four. Each seed's BENCH lines
+# are printed as they come; after the last seed, scripts/benchseeds.awk
+# prints each figure's median across the seeds (with min and max).
+# SAT_SEEDS=0 runs one seed, without a summary. A seed that fails is named
+# and fails the target, after the other seeds have run.
+SAT_SEEDS ?= 0 10 20 30
+sat-bench: ## flight-bench figures as BENCH lines, per loss seed in SAT_SEEDS (default 4) + medians across them (root)
+	@set -o pipefail; out=$$(mktemp); trap 'rm -f "$$out"' EXIT; failed=""; \
+	for s in $(SAT_SEEDS); do echo "# loss seed $$s" | tee -a "$$out"; t0=$$(date +%s); \
+		GARDEND_SAT=1 GARDEND_SAT_SEED=$$s $(GO) test -count=1 -timeout 15m -run '^$$' -bench FlightBench -benchtime 1x ./test/sat/ \
+			| awk -f scripts/benchfmt.awk | tee -a "$$out" || { echo "# seed $$s FAILED"; failed="$$failed $$s"; }; \
+		echo "# seed $$s took $$(( $$(date +%s) - t0 )) s"; \
+	done; \
+	awk -f scripts/benchseeds.awk "$$out"; \
+	[ -z "$$failed" ] || { echo "sat-bench: failed with loss seeds:$$failed" >&2; exit 1; }
 
 # Full-system guests (test/sat/vm): gardend booted by systemd in a Debian 12
 # guest under qemu-system TCG. Images are cached in GARDEND_VM_CACHE
