@@ -34,7 +34,10 @@ import (
 //     pass 4, after a gap in which the ground was killed and restarted (the
 //     session kept across the gap is dead; a fresh connection must take
 //     over); sessions_resumed and sessions_lost: the nano's count of kept
-//     sessions that carried a pass and of those found dead at AOS.
+//     sessions that carried a pass and of those found dead at AOS;
+//     sessions_dropped_unacked: of those closed at LOS instead of kept,
+//     because bytes were unacknowledged or a stream open (a pass 4 that
+//     loses none then had no kept session to lose).
 //
 // Each drained pass logs its timeline (seconds after link up: deliveries
 // applied, kB carried ground→board/board→ground). Run with -benchtime 1x.
@@ -95,6 +98,7 @@ func BenchmarkFlightBench(b *testing.B) {
 		b.ReportMetric(lost.firstAck.Sub(lost.up).Seconds()/rtt.Seconds(), "aos_to_first_delivery_rtt_session_lost")
 		b.ReportMetric(float64(metric(st, "sessions_resumed")), "sessions_resumed")
 		b.ReportMetric(float64(metric(st, "sessions_lost")), "sessions_lost")
+		b.ReportMetric(float64(metric(st, "sessions_dropped_unacked")), "sessions_dropped_unacked")
 		b.ReportMetric(float64(oneWay.bytes), "bytes_per_pass")
 		b.ReportMetric(rssMiB(bn.nano), "nano_rss_mib")
 		bn.nano.stop(b)
