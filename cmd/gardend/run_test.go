@@ -26,8 +26,11 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-func TestRunServesStatusAndStopsCleanly(t *testing.T) {
-	dir := t.TempDir()
+// groundConfig writes a network key, an identity and the configuration of
+// a master and indexer named ground-test into dir, extra appended, and
+// returns the configuration's path.
+func groundConfig(t *testing.T, dir, extra string) string {
+	t.Helper()
 	pskFile := filepath.Join(dir, "psk.key")
 	if err := host.WriteNewPSK(pskFile); err != nil {
 		t.Fatal(err)
@@ -37,14 +40,22 @@ func TestRunServesStatusAndStopsCleanly(t *testing.T) {
 		t.Fatal(errOut)
 	}
 	cfg := filepath.Join(dir, "gardend.toml")
-	os.WriteFile(cfg, []byte(`name = "ground-test"
+	if err := os.WriteFile(cfg, []byte(`name = "ground-test"
 roles = ["master", "indexer"]
 data_dir = "`+dir+`"
 listen = ["/ip4/127.0.0.1/tcp/0"]
 psk_file = "`+pskFile+`"
 key = "`+key+`"
 log_level = "warn"
-`), 0o600)
+`+extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestRunServesStatusAndStopsCleanly(t *testing.T) {
+	dir := t.TempDir()
+	cfg := groundConfig(t, dir, "")
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errOut syncBuffer
 	done := make(chan int)
