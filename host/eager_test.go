@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"gardend/hsm/hsmtest"
+	"gardend/internal/testkeys"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -54,8 +54,8 @@ func stockTransport(t *testing.T, key crypto.PrivKey, psk pnet.PSK) transport.Tr
 // standard ones, so a stock go-libp2p listener accepts it, and a stock
 // dialler reaches a gardend host.
 func TestEagerDialsAreStandardLibp2p(t *testing.T) {
-	psk := hsmtest.PSK(t)
-	stockKey := hsmtest.SoftKey(t)
+	psk := testkeys.PSK(t)
+	stockKey := testkeys.SoftKey(t)
 	stockID, err := peer.IDFromPrivateKey(stockKey)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +66,7 @@ func TestEagerDialsAreStandardLibp2p(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	h := newTestHost(t, hsmtest.SoftKey(t), psk)
+	h := newTestHost(t, testkeys.SoftKey(t), psk)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -117,7 +117,7 @@ func TestEagerDialsAreStandardLibp2p(t *testing.T) {
 // speak Noise answers "na"; the dial fails with SecurityRefusedError
 // instead of feeding its answer to Noise.
 func TestEagerDialRefusedByAListenerWithoutNoise(t *testing.T) {
-	psk := hsmtest.PSK(t)
+	psk := testkeys.PSK(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -141,10 +141,10 @@ func TestEagerDialRefusedByAListenerWithoutNoise(t *testing.T) {
 			}()
 		}
 	}()
-	h := newTestHost(t, hsmtest.SoftKey(t), psk)
+	h := newTestHost(t, testkeys.SoftKey(t), psk)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	otherKey := hsmtest.SoftKey(t)
+	otherKey := testkeys.SoftKey(t)
 	other, err := peer.IDFromPrivateKey(otherKey)
 	if err != nil {
 		t.Fatal(err)
@@ -271,8 +271,8 @@ func (p *flightProxy) pump(from, to net.Conn, side int) {
 // proposal | answer | Noise 1 | Noise 2 | Noise 3 + message = 5. On the
 // radio link each flight is 300 ms.
 func TestFirstMessageTravelsInTheDiallersSecondFlight(t *testing.T) {
-	psk := hsmtest.PSK(t)
-	server := newTestHost(t, hsmtest.SoftKey(t), psk)
+	psk := testkeys.PSK(t)
+	server := newTestHost(t, testkeys.SoftKey(t), psk)
 	arrived := make(chan struct{}, 1)
 	server.SetStreamHandler("/gardend-test/first/1", func(s network.Stream) {
 		defer s.Close()
@@ -301,7 +301,7 @@ func TestFirstMessageTravelsInTheDiallersSecondFlight(t *testing.T) {
 
 	t.Run("gardend", func(t *testing.T) {
 		p := newFlightProxy(t, server.Addrs()[0], delay)
-		client := newTestHost(t, hsmtest.SoftKey(t), psk)
+		client := newTestHost(t, testkeys.SoftKey(t), psk)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		client.Peerstore().AddAddr(server.ID(), p.addr(t), time.Hour)
@@ -319,7 +319,7 @@ func TestFirstMessageTravelsInTheDiallersSecondFlight(t *testing.T) {
 		p := newFlightProxy(t, server.Addrs()[0], delay)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		c, err := stockTransport(t, hsmtest.SoftKey(t), psk).Dial(ctx, p.addr(t), server.ID())
+		c, err := stockTransport(t, testkeys.SoftKey(t), psk).Dial(ctx, p.addr(t), server.ID())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -341,7 +341,7 @@ func TestFirstMessageTravelsInTheDiallersSecondFlight(t *testing.T) {
 func TestForcedPrivateNetworkVariableIsRefusedClearly(t *testing.T) {
 	defer func(v bool) { pnet.ForcePrivateNetwork = v }(pnet.ForcePrivateNetwork)
 	pnet.ForcePrivateNetwork = true
-	_, err := New(Config{Key: hsmtest.SoftKey(t), PSK: hsmtest.PSK(t)})
+	_, err := New(Config{Key: testkeys.SoftKey(t), PSK: testkeys.PSK(t)})
 	if err == nil || !strings.Contains(err.Error(), pnet.EnvKey) {
 		t.Fatalf("NewHost under %s: %v", pnet.EnvKey, err)
 	}

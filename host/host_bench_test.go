@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"gardend/hsm/hsmtest"
+	"gardend/internal/testkeys"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 )
@@ -13,9 +13,9 @@ import (
 // benchHandshake measures one full connection set-up on loopback — TCP,
 // PSK, Noise XX (signed by key), yamux — by closing and re-dialling.
 func benchHandshake(b *testing.B, key crypto.PrivKey, metric string) {
-	psk := hsmtest.PSK(b)
+	psk := testkeys.PSK(b)
 	a := newTestHost(b, key, psk)
-	peer := newTestHost(b, hsmtest.SoftKey(b), psk)
+	peer := newTestHost(b, testkeys.SoftKey(b), psk)
 	ctx := context.Background()
 	var total time.Duration
 	for b.Loop() {
@@ -31,4 +31,6 @@ func benchHandshake(b *testing.B, key crypto.PrivKey, metric string) {
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), metric)
 }
 
-func BenchmarkHandshakeSoft(b *testing.B) { benchHandshake(b, hsmtest.SoftKey(b), "handshake_ms_soft") }
+func BenchmarkHandshakeSoft(b *testing.B) {
+	benchHandshake(b, testkeys.SoftKey(b), "handshake_ms_soft")
+}

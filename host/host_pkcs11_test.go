@@ -11,6 +11,7 @@ import (
 
 	"gardend/hsm"
 	"gardend/hsm/hsmtest"
+	"gardend/internal/testkeys"
 )
 
 // tokenKey makes a SoftHSM token with an identity and wraps it for libp2p.
@@ -37,13 +38,13 @@ func tokenKey(t testing.TB) crypto.PrivKey {
 // A host whose key never leaves the token starts, and handshakes both ways
 // with a software-keyed host; its peer ID is the token's public key.
 func TestTokenKeyedHostHandshakes(t *testing.T) {
-	psk := hsmtest.PSK(t)
+	psk := testkeys.PSK(t)
 	key := tokenKey(t)
 	if _, err := key.Raw(); err == nil {
 		t.Fatal("token key exported its raw bytes")
 	}
 	tok := newTestHost(t, key, psk)
-	soft := newTestHost(t, hsmtest.SoftKey(t), psk)
+	soft := newTestHost(t, testkeys.SoftKey(t), psk)
 	want, _ := peer.IDFromPublicKey(key.GetPublic())
 	if tok.ID() != want {
 		t.Fatalf("host ID %s, token key gives %s", tok.ID(), want)

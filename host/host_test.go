@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"gardend/hsm/hsmtest"
+	"gardend/internal/testkeys"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -69,26 +69,26 @@ func echo(t testing.TB, a, b *Host) error {
 }
 
 func TestHostsHandshakeOnThePrivateNetwork(t *testing.T) {
-	psk := hsmtest.PSK(t)
-	a := newTestHost(t, hsmtest.SoftKey(t), psk)
-	b := newTestHost(t, hsmtest.SoftKey(t), psk)
+	psk := testkeys.PSK(t)
+	a := newTestHost(t, testkeys.SoftKey(t), psk)
+	b := newTestHost(t, testkeys.SoftKey(t), psk)
 	if err := echo(t, a, b); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestHostWithoutThePSKCannotConnect(t *testing.T) {
-	a := newTestHost(t, hsmtest.SoftKey(t), hsmtest.PSK(t))
-	b := newTestHost(t, hsmtest.SoftKey(t), hsmtest.PSK(t)) // another network key
+	a := newTestHost(t, testkeys.SoftKey(t), testkeys.PSK(t))
+	b := newTestHost(t, testkeys.SoftKey(t), testkeys.PSK(t)) // another network key
 	if err := echo(t, a, b); err == nil {
 		t.Fatal("connected across different PSKs")
 	}
 }
 
 func TestGaterRefusesBlacklistedPeers(t *testing.T) {
-	psk := hsmtest.PSK(t)
-	a := newTestHost(t, hsmtest.SoftKey(t), psk)
-	b := newTestHost(t, hsmtest.SoftKey(t), psk)
+	psk := testkeys.PSK(t)
+	a := newTestHost(t, testkeys.SoftKey(t), psk)
+	b := newTestHost(t, testkeys.SoftKey(t), psk)
 	b.Gater.Block(a.ID(), "test")
 	if err := echo(t, a, b); err == nil {
 		t.Fatal("blacklisted peer got through")
@@ -110,9 +110,9 @@ func TestGaterRefusesBlacklistedPeers(t *testing.T) {
 // short"): seen under qemu. Dials must come from ephemeral ports, so each
 // crossing dial is its own connection.
 func TestCrossingDialsBothSucceed(t *testing.T) {
-	psk := hsmtest.PSK(t)
-	a := newTestHost(t, hsmtest.SoftKey(t), psk)
-	b := newTestHost(t, hsmtest.SoftKey(t), psk)
+	psk := testkeys.PSK(t)
+	a := newTestHost(t, testkeys.SoftKey(t), psk)
+	b := newTestHost(t, testkeys.SoftKey(t), psk)
 	for round := 0; round < 30; round++ {
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
@@ -156,8 +156,8 @@ func port(t testing.TB, m ma.Multiaddr) string {
 // machine's interfaces, loopback included, on the same port; and that the
 // "node started" log line writes them.
 func TestHostAddrs(t *testing.T) {
-	psk := hsmtest.PSK(t)
-	specific := newTestHost(t, hsmtest.SoftKey(t), psk)
+	psk := testkeys.PSK(t)
+	specific := newTestHost(t, testkeys.SoftKey(t), psk)
 	got, listen := specific.Addrs(), specific.swarm.ListenAddresses()
 	if len(got) != 1 || len(listen) != 1 || !got[0].Equal(listen[0]) {
 		t.Fatalf("a host listening on 127.0.0.1 advertises %v, want its listen address %v", got, listen)
@@ -166,7 +166,7 @@ func TestHostAddrs(t *testing.T) {
 		t.Fatalf("advertised %v without its port", got[0])
 	}
 
-	wildHost, err := New(Config{Key: hsmtest.SoftKey(t), PSK: psk, Listen: []ma.Multiaddr{ma.StringCast("/ip4/0.0.0.0/tcp/0")}})
+	wildHost, err := New(Config{Key: testkeys.SoftKey(t), PSK: psk, Listen: []ma.Multiaddr{ma.StringCast("/ip4/0.0.0.0/tcp/0")}})
 	if err != nil {
 		t.Fatal(err)
 	}

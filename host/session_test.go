@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"gardend/hsm/hsmtest"
 	"gardend/internal/poll"
+	"gardend/internal/testkeys"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -40,9 +40,9 @@ func TestKeptMuxerConfig(t *testing.T) {
 
 // keptHosts are two real hosts on loopback that keep each other's sessions.
 func keptHosts(t *testing.T) (a, b *Host, bKey crypto.PrivKey, psk pnet.PSK) {
-	psk = hsmtest.PSK(t)
-	bKey = hsmtest.SoftKey(t)
-	a, b = newTestHost(t, hsmtest.SoftKey(t), psk), newTestHost(t, bKey, psk)
+	psk = testkeys.PSK(t)
+	bKey = testkeys.SoftKey(t)
+	a, b = newTestHost(t, testkeys.SoftKey(t), psk), newTestHost(t, bKey, psk)
 	a.KeepAcrossGaps(b.ID())
 	b.KeepAcrossGaps(a.ID())
 	return a, b, bKey, psk
@@ -104,7 +104,7 @@ func keepAliveOn(t *testing.T, c network.Conn) bool {
 // closed; the ping wakes the other end's side.
 func TestKeptSessionSleepsAndWakes(t *testing.T) {
 	a, b, _, psk := keptHosts(t)
-	plainKey := hsmtest.SoftKey(t)
+	plainKey := testkeys.SoftKey(t)
 	plain := newTestHost(t, plainKey, psk)
 	if err := echo(t, a, b); err != nil {
 		t.Fatal(err)

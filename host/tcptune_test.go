@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"gardend/hsm/hsmtest"
 	"gardend/internal/poll"
+	"gardend/internal/testkeys"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -38,9 +38,9 @@ func sockopt(t *testing.T, h *Host, c network.Conn, read func(fd int) error) {
 }
 
 func TestPacingReachesTheSocketsOfBothEnds(t *testing.T) {
-	psk := hsmtest.PSK(t)
-	a := newTestHost(t, hsmtest.SoftKey(t), psk)
-	b := newTestHost(t, hsmtest.SoftKey(t), psk)
+	psk := testkeys.PSK(t)
+	a := newTestHost(t, testkeys.SoftKey(t), psk)
+	b := newTestHost(t, testkeys.SoftKey(t), psk)
 	if err := echo(t, a, b); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestPacingReachesTheSocketsOfBothEnds(t *testing.T) {
 
 func tunedHost(t *testing.T, tune TCPTuning, log *slog.Logger, psk []byte) *Host {
 	t.Helper()
-	h, err := New(Config{Key: hsmtest.SoftKey(t), PSK: psk, Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")},
+	h, err := New(Config{Key: testkeys.SoftKey(t), PSK: psk, Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")},
 		DialTimeout: 5 * time.Second, TCP: tune, Log: log})
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +99,7 @@ func tunedHost(t *testing.T, tune TCPTuning, log *slog.Logger, psk []byte) *Host
 }
 
 func TestTCPTuningIsSetOnDialledAndAcceptedSockets(t *testing.T) {
-	psk := hsmtest.PSK(t)
+	psk := testkeys.PSK(t)
 	tune := TCPTuning{Congestion: []string{"no-such-algorithm", "reno"}, NotSentLowat: 16 << 10} // reno is built in and always allowed
 	a := tunedHost(t, tune, nil, psk)
 	b := tunedHost(t, tune, nil, psk)
@@ -156,12 +156,12 @@ func systemCongestion(t *testing.T) string {
 }
 
 func TestAnUnavailableTCPOptionIsLoggedOnceAndTheConnectionWorks(t *testing.T) {
-	psk := hsmtest.PSK(t)
+	psk := testkeys.PSK(t)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	a := tunedHost(t, TCPTuning{Congestion: []string{"no-such-algorithm"}}, log, psk)
-	b := newTestHost(t, hsmtest.SoftKey(t), psk)
-	c := newTestHost(t, hsmtest.SoftKey(t), psk)
+	b := newTestHost(t, testkeys.SoftKey(t), psk)
+	c := newTestHost(t, testkeys.SoftKey(t), psk)
 	if !PacingPassesThrough() {
 		t.Skip("qemu-user refuses pacing, before the congestion control is ever asked for")
 	}
@@ -186,9 +186,9 @@ func TestAnUnavailableTCPOptionIsLoggedOnceAndTheConnectionWorks(t *testing.T) {
 }
 
 func TestClosedSocketsLeaveTheRegistry(t *testing.T) {
-	psk := hsmtest.PSK(t)
-	a := newTestHost(t, hsmtest.SoftKey(t), psk)
-	peers := []*Host{newTestHost(t, hsmtest.SoftKey(t), psk), newTestHost(t, hsmtest.SoftKey(t), psk), newTestHost(t, hsmtest.SoftKey(t), psk)}
+	psk := testkeys.PSK(t)
+	a := newTestHost(t, testkeys.SoftKey(t), psk)
+	peers := []*Host{newTestHost(t, testkeys.SoftKey(t), psk), newTestHost(t, testkeys.SoftKey(t), psk), newTestHost(t, testkeys.SoftKey(t), psk)}
 	// Sweeps come when the registry has doubled (at least minSweep); here
 	// the fourth connection is the one that finds three closed sockets.
 	a.socks.mu.Lock()
@@ -213,9 +213,9 @@ func TestClosedSocketsLeaveTheRegistry(t *testing.T) {
 }
 
 func TestSocketCountsWhatWasWritten(t *testing.T) {
-	psk := hsmtest.PSK(t)
-	a := newTestHost(t, hsmtest.SoftKey(t), psk)
-	b := newTestHost(t, hsmtest.SoftKey(t), psk)
+	psk := testkeys.PSK(t)
+	a := newTestHost(t, testkeys.SoftKey(t), psk)
+	b := newTestHost(t, testkeys.SoftKey(t), psk)
 	if err := echo(t, a, b); err != nil {
 		t.Fatal(err)
 	}

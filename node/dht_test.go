@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"gardend/hsm/hsmtest"
+	"gardend/internal/testkeys"
 	"gardend/record"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -15,7 +15,7 @@ import (
 func TestDHTValidatorBindsKeysToOwners(t *testing.T) {
 	tn, _, idx, _ := groundAndNanos(t)
 	v := dhtValidator{n: idx[0].Node}
-	alice, bob := hsmtest.SoftKey(t), hsmtest.SoftKey(t)
+	alice, bob := testkeys.SoftKey(t), testkeys.SoftKey(t)
 	aliceID, _ := peer.IDFromPrivateKey(alice)
 	old := recordFor(t, tn, alice, 1, time.Now().Add(time.Hour))
 	newer := recordFor(t, tn, alice, 2, time.Now().Add(time.Hour))

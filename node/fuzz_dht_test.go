@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"gardend/hsm/hsmtest"
+	"gardend/internal/testkeys"
 	"gardend/record"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -24,7 +24,7 @@ func FuzzDHTValidator(f *testing.F) {
 	v := dhtValidator{n: n}
 	now := time.Now()
 	n.o.Now = func() time.Time { return now }
-	alice, bob := hsmtest.SoftKey(f), hsmtest.SoftKey(f)
+	alice, bob := testkeys.SoftKey(f), testkeys.SoftKey(f)
 	aliceID, _ := peer.IDFromPrivateKey(alice)
 	genuine := signedFor(f, tn.codec, alice, 5, now)
 	tomb, err := record.SignTombstone(tn.codec, alice, 6, now)

@@ -15,7 +15,7 @@ import (
 
 	"gardend/codec"
 	"gardend/dtn"
-	"gardend/hsm/hsmtest"
+	"gardend/internal/testkeys"
 	"gardend/record"
 	"gardend/swim"
 )
@@ -146,7 +146,7 @@ func FuzzIndexerHeartbeat(f *testing.F) {
 	n := builtNode(f, tn, x)
 	c := tn.codec
 	now := time.Now()
-	alice, bob := hsmtest.SoftKey(f), hsmtest.SoftKey(f)
+	alice, bob := testkeys.SoftKey(f), testkeys.SoftKey(f)
 	aliceID, _ := peer.IDFromPrivateKey(alice)
 	bobID, _ := peer.IDFromPrivateKey(bob)
 	senders := []peer.ID{aliceID, bobID}
@@ -224,9 +224,9 @@ func FuzzHeartbeatResponse(f *testing.F) {
 	n := builtNode(f, tn, x)
 	c := tn.codec
 	now := time.Now()
-	other := hsmtest.SoftKey(f)
+	other := testkeys.SoftKey(f)
 	otherID, _ := peer.IDFromPrivateKey(other)
-	indexer := peer.ID(mustID(f, hsmtest.SoftKey(f)))
+	indexer := peer.ID(mustID(f, testkeys.SoftKey(f)))
 	addr := ma.StringCast("/ip4/10.0.0.1/tcp/4001").Bytes()
 	for _, r := range []*HeartbeatResponse{
 		{FillRate: 0.5, PeerCount: 3, MaxNodes: 10, BornAt: uint64(now.Unix()), Incarnation: 7,
@@ -372,7 +372,7 @@ func FuzzControl(f *testing.F) {
 	tn := newTestNet(f)
 	x := tn.peerOf("master", RoleMaster)
 	n := builtNode(f, tn, x)
-	other := mustID(f, hsmtest.SoftKey(f))
+	other := mustID(f, testkeys.SoftKey(f))
 	for _, req := range []ControlRequest{
 		{Op: "put", Kind: "create", ID: "r1", Body: "doc"},
 		{Op: "put", Items: []ControlPut{{Kind: "create", ID: "a", Owner: other, Body: "x"}, {Kind: "update", ID: "a", Body: "y"}, {Kind: "delete", ID: "r1"}}},

@@ -16,8 +16,8 @@ import (
 	"gardend/dtn"
 	"gardend/host"
 	"gardend/hsm"
-	"gardend/hsm/hsmtest"
 	"gardend/internal/poll"
+	"gardend/internal/testkeys"
 )
 
 // testNet is an in-process network on loopback: real hosts, real stores,
@@ -50,7 +50,7 @@ func newTestNet(t testing.TB) *testNet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testNet{t: t, psk: hsmtest.PSK(t), codec: c}
+	return &testNet{t: t, psk: testkeys.PSK(t), codec: c}
 }
 
 // peerOf makes a node's identity, host and store; the node itself is built

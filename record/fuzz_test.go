@@ -4,16 +4,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
+	"gardend/internal/testkeys"
 
-	"gardend/hsm/hsmtest"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // FuzzVerify feeds arbitrary bytes to record verification, which runs
 // on every heartbeat, publish and DHT value.
 func FuzzVerify(f *testing.F) {
 	c := newCodec(f)
-	key := hsmtest.SoftKey(f)
+	key := testkeys.SoftKey(f)
 	id, err := peer.IDFromPrivateKey(key)
 	if err != nil {
 		f.Fatal(err)

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"gardend/codec"
-	"gardend/hsm/hsmtest"
+	"gardend/internal/testkeys"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -25,7 +25,7 @@ func recordFor(t *testing.T, c *codec.Codec, key crypto.PrivKey, seq uint64, exp
 func TestRecordBookRules(t *testing.T) {
 	c := newCodec(t)
 	now := time.Now()
-	alice, bob := hsmtest.SoftKey(t), hsmtest.SoftKey(t)
+	alice, bob := testkeys.SoftKey(t), testkeys.SoftKey(t)
 	aliceID, _ := peer.IDFromPrivateKey(alice)
 	bobID, _ := peer.IDFromPrivateKey(bob)
 	book := NewBook(c)
@@ -99,7 +99,7 @@ func TestRecordBookRules(t *testing.T) {
 func TestRecordBookPrunesByExpiry(t *testing.T) {
 	c := newCodec(t)
 	now := time.Now()
-	alice, bob := hsmtest.SoftKey(t), hsmtest.SoftKey(t)
+	alice, bob := testkeys.SoftKey(t), testkeys.SoftKey(t)
 	aliceID, _ := peer.IDFromPrivateKey(alice)
 	bobID, _ := peer.IDFromPrivateKey(bob)
 	book := NewBook(c)

@@ -1,6 +1,5 @@
-// Package hsmtest makes real keys for tests: SoftHSM tokens in temporary
-// directories (each test gets its own softhsm2.conf, SOFTHSM2_CONF, and
-// token store), software keystores and private network keys.
+// Package hsmtest makes real SoftHSM tokens in temporary directories for
+// tests: each test gets its own softhsm2.conf (SOFTHSM2_CONF) and token store.
 package hsmtest
 
 import (

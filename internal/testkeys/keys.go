@@ -1,4 +1,6 @@
-package hsmtest
+// Package testkeys makes real keys for tests: a software keystore wrapped
+// for libp2p, as a daemon without a token has, and private network keys.
+package testkeys
 
 import (
 	"context"
