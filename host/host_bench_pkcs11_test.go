@@ -2,6 +2,12 @@
 
 package host
 
-import "testing"
+import (
+	"testing"
 
-func BenchmarkHandshakeToken(b *testing.B) { benchHandshake(b, tokenKey(b), "handshake_ms_token") }
+	"gardend/internal/testkeys"
+)
+
+func BenchmarkHandshakeToken(b *testing.B) {
+	benchHandshake(b, testkeys.Libp2p(b, testkeys.Token(b)), "handshake_ms_token")
+}

@@ -3,43 +3,18 @@
 package host
 
 import (
-	"context"
 	"testing"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"gardend/hsm"
-	"gardend/hsm/hsmtest"
 	"gardend/internal/testkeys"
 )
-
-// tokenKey makes a SoftHSM token with an identity and wraps it for libp2p.
-func tokenKey(t testing.TB) crypto.PrivKey {
-	t.Helper()
-	s := hsmtest.New(t)
-	s.InitToken(t, "gardend", "1234")
-	ref, err := hsm.ParseKeyRef(s.URI("gardend", "identity", "1234"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ks, _, err := hsm.Create(context.Background(), ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ks.Close() })
-	k, err := hsm.NewPrivKey(ks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
 
 // A host whose key never leaves the token starts, and handshakes both ways
 // with a software-keyed host; its peer ID is the token's public key.
 func TestTokenKeyedHostHandshakes(t *testing.T) {
 	psk := testkeys.PSK(t)
-	key := tokenKey(t)
+	key := testkeys.Libp2p(t, testkeys.Token(t))
 	if _, err := key.Raw(); err == nil {
 		t.Fatal("token key exported its raw bytes")
 	}

@@ -3,35 +3,16 @@
 package origin
 
 import (
-	"context"
 	"errors"
 	"testing"
 
-	"gardend/hsm"
-	"gardend/hsm/hsmtest"
+	"gardend/internal/testkeys"
 )
-
-// tokenKeystore opens a real SoftHSM token holding a fresh identity.
-func tokenKeystore(t testing.TB) hsm.Keystore {
-	t.Helper()
-	s := hsmtest.New(t)
-	s.InitToken(t, "origin", "1234")
-	ref, err := hsm.ParseKeyRef(s.URI("origin", "identity", "1234"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ks, _, err := hsm.Create(context.Background(), ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ks.Close() })
-	return ks
-}
 
 // A token signs a batch root once; every entry verifies against the token's
 // peer ID, and a changed entry does not.
 func TestTokenSignsBatch(t *testing.T) {
-	ks := tokenKeystore(t)
+	ks := testkeys.Token(t)
 	id := keystoreID(t, ks)
 	dest := newPeer(t)
 	for _, n := range []int{1, 3, 64} {
