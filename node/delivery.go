@@ -2,6 +2,7 @@ package node
 
 import (
 	"bufio"
+	"cmp"
 	"container/heap"
 	"context"
 	"errors"
@@ -301,6 +302,7 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 		return 0, fmt.Errorf("open %s: %w", proto, err)
 	}
 	defer s.Close()
+	n.Metrics.Inc("delivery_streams_opened")
 	// At the planned rate, so the link's queue stays short (host/tcptune.go).
 	var gate *roomGate
 	if n.pace(dest) {
@@ -477,7 +479,7 @@ func (n *Node) linger(dest peer.ID, fl *inflight, more chan struct{}) bool {
 	if n.othersWaiting() {
 		return false
 	}
-	wait := drainLinger
+	wait := cmp.Or(n.o.drainLinger, drainLinger)
 	if quiet, ok := n.keptQuietFrom(dest, n.o.Now()); ok {
 		// A kept session goes quiet before LOS: the stream's end must be
 		// acknowledged before the link goes (host/session.go).
@@ -485,18 +487,25 @@ func (n *Node) linger(dest peer.ID, fl *inflight, more chan struct{}) bool {
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
-	select {
-	case <-more:
-		if _, _, done := fl.state(); done {
+	for {
+		select {
+		case <-more:
+			if _, _, done := fl.state(); done {
+				return false
+			}
+			return n.mayContact(dest)
+		case <-fl.progress:
+			// The last ack's deletion may have signalled after the drain
+			// looked: only the reader's end ends the wait.
+			if _, _, done := fl.state(); done {
+				return false // the peer closed or the link dropped
+			}
+		case <-t.C:
+			return false
+		case <-n.ctx.Done():
 			return false
 		}
-		return n.mayContact(dest)
-	case <-fl.progress:
-		return false // the reader ended: the peer closed or the link dropped
-	case <-t.C:
-	case <-n.ctx.Done():
 	}
-	return false
 }
 
 func cmpErr(err, fallback error) error {
@@ -572,6 +581,9 @@ func (n *Node) readAcks(s network.Stream, r *codec.FrameReader, dest peer.ID, pr
 				if err == nil {
 					n.Metrics.Add("delivery_acked", uint64(k))
 					n.Metrics.Inc("delivery_ack_commits")
+					if n.o.afterAckSave != nil {
+						n.o.afterAckSave(k)
+					}
 				} else {
 					mu.Lock()
 					saveErr = cmpErr(saveErr, err)

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -215,6 +216,50 @@ func TestResourcesFlowBothWaysAcrossGaps(t *testing.T) {
 	}
 	if d := nanos[0].Metrics.Get("deliveries_duplicate") + master.Metrics.Get("deliveries_duplicate"); d > 0 {
 		t.Logf("%d redeliveries acknowledged without re-applying", d)
+	}
+}
+
+// A trickle of writes, each delivered before the next, goes over one drain
+// and one stream: the drain lingers for the next write instead of closing
+// its stream. The signal of the last ack's deletion, when the deletion was
+// quicker than the drain's look, used to end the linger at once (on a fast
+// disk most writes opened a stream of their own).
+func TestATrickleOfWritesSharesOneStream(t *testing.T) {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		t.Setenv("TMPDIR", "/dev/shm") // commits in microseconds: acks saved before the drain looks
+	}
+	tn := newTestNet(t)
+	master := tn.peerOf("master", RoleMaster)
+	nano := tn.peerOf("nano", RoleNano)
+	applied := make(chan string, 1)
+	master.opts.OnApplied = func(_ peer.ID, _, id string) { applied <- id }
+	nano.opts.drainLinger = time.Hour // however slow the machine, the linger outlasts the gap
+	master.opts.Nanos = []peer.AddrInfo{nano.info()}
+	nano.opts.Master = master.info()
+	master.start(t)
+	nano.start(t)
+	eventually(t, "nano connected", 10*time.Second, func() bool { return nano.Connected(master.ID()) })
+	const writes = 20
+	for i := range writes {
+		id := fmt.Sprint("r", i)
+		time.Sleep(5 * time.Millisecond) // the last ack comes home: the drain lingers
+		if err := nano.PutResource(context.Background(), dtn.OpCreate, id, nano.ID(), make([]byte, 300)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-applied:
+			if got != id {
+				t.Fatalf("applied %s, want %s", got, id)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("%s not applied within a minute", id)
+		}
+	}
+	if d, s := nano.Metrics.Get("drains_started"), nano.Metrics.Get("delivery_streams_opened"); d != 1 || s != 1 {
+		t.Fatalf("%d writes took %d drains and %d streams, want 1 and 1", writes, d, s)
+	}
+	if s := nano.Metrics.Get("delivery_sent"); s != writes {
+		t.Fatalf("delivery_sent %d, want %d", s, writes)
 	}
 }
 

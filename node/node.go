@@ -104,9 +104,13 @@ type Options struct {
 	// Crash tests only: afterApply runs after a batch of deliveries is
 	// durably applied (names: those applied for the first time) and before
 	// any is acknowledged; beforeAckSave runs when acks have arrived and
-	// before their entries are deleted.
+	// before their entries are deleted, afterAckSave once the deletion of
+	// n of them is durable (benchmarks: the pair is idle again).
 	afterApply    func(names []string)
 	beforeAckSave func(n int)
+	afterAckSave  func(n int)
+	// Tests only: how long an idle drain keeps its stream; 0: drainLinger.
+	drainLinger time.Duration
 }
 
 func (o *Options) fill() {
