@@ -206,9 +206,11 @@ func ParseControlRequest(line string) (ControlRequest, error) {
 }
 
 // ServeControl answers control requests on a unix socket at path, mode
-// 0600, until ctx ends. A stale socket left by a crash is replaced; a live
-// one (another daemon) is an error.
-func ServeControl(ctx context.Context, path string, handle func(context.Context, ControlRequest) ControlResponse) error {
+// 0600, until ctx ends. A line that is not a request is answered with the
+// error and told to malformed (a metric; nil: nobody counts). A stale
+// socket left by a crash is replaced; a live one (another daemon) is an
+// error.
+func ServeControl(ctx context.Context, path string, handle func(context.Context, ControlRequest) ControlResponse, malformed func(error)) error {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
 			return fmt.Errorf("control socket %s exists and is not a socket", path)
@@ -247,6 +249,9 @@ func ServeControl(ctx context.Context, path string, handle func(context.Context,
 				}
 				req, err := ParseControlRequest(line)
 				if err != nil {
+					if malformed != nil {
+						malformed(err)
+					}
 					json.NewEncoder(c).Encode(ControlResponse{Error: err.Error()})
 					return
 				}

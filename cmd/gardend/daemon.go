@@ -228,7 +228,8 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 	if d.relay != nil {
 		d.relay.Start(nctx, d.node)
 	}
-	if err := node.ServeControl(nctx, cfg.ControlPath(), d.control); err != nil {
+	countMalformed := func(error) { d.node.Metrics.Inc("control_requests_malformed") }
+	if err := node.ServeControl(nctx, cfg.ControlPath(), d.control, countMalformed); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	d.metrics = metrics.NewRegistry()
