@@ -101,6 +101,8 @@ func (n *Node) startDrain(dest peer.ID) {
 		n.waiting = append(n.waiting, dest)
 		n.waitingSet[dest] = true
 		n.Metrics.Inc("drains_queued")
+		close(n.workerWanted)
+		n.workerWanted = make(chan struct{})
 		return
 	}
 	n.runDrainLocked(dest)
@@ -472,11 +474,14 @@ const drainLinger = 2 * time.Second
 
 // linger waits, on an idle drain stream with nothing in flight, for more
 // entries to dest. It reports whether to go on with the same stream: not
-// when the time is up, others wait for a drain worker, the stream ended
-// (nothing was lost: nothing was in flight), or dest may not be contacted
-// now (nothing is written outside a window).
+// when the time is up, others wait (or come to wait) for a drain worker,
+// the stream ended (nothing was lost: nothing was in flight), or dest may
+// not be contacted now (nothing is written outside a window).
 func (n *Node) linger(dest peer.ID, fl *inflight, more chan struct{}) bool {
-	if n.othersWaiting() {
+	n.deliveryMu.Lock()
+	others, wanted := len(n.waiting) > 0, n.workerWanted
+	n.deliveryMu.Unlock()
+	if others {
 		return false
 	}
 	wait := cmp.Or(n.o.drainLinger, drainLinger)
@@ -500,6 +505,8 @@ func (n *Node) linger(dest peer.ID, fl *inflight, more chan struct{}) bool {
 			if _, _, done := fl.state(); done {
 				return false // the peer closed or the link dropped
 			}
+		case <-wanted:
+			return false // a destination waits for this worker
 		case <-t.C:
 			return false
 		case <-n.ctx.Done():

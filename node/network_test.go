@@ -263,6 +263,51 @@ func TestATrickleOfWritesSharesOneStream(t *testing.T) {
 	}
 }
 
+// A drain lingering for more gives its worker up as soon as another
+// destination waits for one: with a single worker, a write to a second nano
+// is delivered while the first nano's drain would still be lingering.
+func TestALingeringDrainGivesItsWorkerUp(t *testing.T) {
+	tn := newTestNet(t)
+	master := tn.peerOf("master", RoleMaster)
+	nanos := []*tnode{tn.peerOf("nano-a", RoleNano), tn.peerOf("nano-b", RoleNano)}
+	applied := make(chan string, 2)
+	for _, nn := range nanos {
+		nn.opts.OnApplied = func(_ peer.ID, _, id string) { applied <- id }
+		nn.opts.Master = master.info()
+		master.opts.Nanos = append(master.opts.Nanos, nn.info())
+	}
+	master.opts.MaxDrains = 1
+	master.opts.drainLinger = time.Hour // longer than the test may take
+	acksSaved := make(chan int, 2)
+	master.opts.afterAckSave = func(n int) { acksSaved <- n }
+	master.start(t)
+	for _, nn := range nanos {
+		nn.start(t)
+		eventually(t, "nano connected", 10*time.Second, func() bool { return master.Connected(nn.ID()) })
+	}
+	for i, nn := range nanos {
+		id := fmt.Sprint("for-", i)
+		if err := master.PutResource(context.Background(), dtn.OpCreate, id, nn.ID(), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-applied:
+			if got != id {
+				t.Fatalf("applied %s, want %s", got, id)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("%s not applied within a minute: the first drain kept the only worker", id)
+		}
+		if i == 0 {
+			<-acksSaved
+			time.Sleep(50 * time.Millisecond) // the drain is lingering by now (or the check before it catches the wait)
+		}
+	}
+	if q := master.Metrics.Get("drains_queued"); q != 1 {
+		t.Fatalf("drains_queued %d, want 1 (the second nano waited for the worker)", q)
+	}
+}
+
 func TestMasterKeepsItsOwnResourcesAndRefusesForeignChanges(t *testing.T) {
 	ctx := context.Background()
 	_, master, _, nanos := groundAndNanos(t)

@@ -194,6 +194,9 @@ type Node struct {
 	peakDrains int                       // most drain workers at once (benchmarks)
 	waiting    []peer.ID                 // due destinations waiting for a worker, oldest first
 	waitingSet map[peer.ID]bool
+	// Closed (and replaced) when a destination starts waiting for a
+	// worker: a lingering drain gives its worker up.
+	workerWanted chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -214,7 +217,7 @@ func New(o Options) (*Node, error) {
 		return nil, errors.New("node: a nano needs its master's peer ID")
 	}
 	n := &Node{o: o, id: o.Host.ID(), h: o.Host, c: o.Codec, store: o.Store, log: o.Log,
-		Metrics: NewMetrics(), nanos: map[peer.ID]peer.AddrInfo{}, draining: map[peer.ID]chan struct{}{}, kick: make(chan struct{}, 1), waitingSet: map[peer.ID]bool{}, nanoEvents: make(chan peer.ID, 1024), liveness: NewLiveness(),
+		Metrics: NewMetrics(), nanos: map[peer.ID]peer.AddrInfo{}, draining: map[peer.ID]chan struct{}{}, kick: make(chan struct{}, 1), waitingSet: map[peer.ID]bool{}, workerWanted: make(chan struct{}), nanoEvents: make(chan peer.ID, 1024), liveness: NewLiveness(),
 		ownContact: o.Contact, nanoContacts: map[peer.ID]Contact{}}
 	for p, c := range o.NanoContacts {
 		n.nanoContacts[p] = c
