@@ -219,6 +219,23 @@ func TestResourcesFlowBothWaysAcrossGaps(t *testing.T) {
 	}
 }
 
+// putApplied puts resource id on from, owned by dest, and waits for it on
+// applied (the receiver's OnApplied): a generous minute, real I/O.
+func putApplied(t testing.TB, from *tnode, dest peer.ID, id string, body []byte, applied <-chan string) {
+	t.Helper()
+	if err := from.PutResource(context.Background(), dtn.OpCreate, id, dest, body); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-applied:
+		if got != id {
+			t.Fatalf("applied %s, want %s", got, id)
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("%s not applied within a minute", id)
+	}
+}
+
 // A trickle of writes, each delivered before the next, goes over one drain
 // and one stream: the drain lingers for the next write instead of closing
 // its stream. The signal of the last ack's deletion, when the deletion was
@@ -243,17 +260,7 @@ func TestATrickleOfWritesSharesOneStream(t *testing.T) {
 	for i := range writes {
 		id := fmt.Sprint("r", i)
 		time.Sleep(5 * time.Millisecond) // the last ack comes home: the drain lingers
-		if err := nano.PutResource(context.Background(), dtn.OpCreate, id, nano.ID(), make([]byte, 300)); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case got := <-applied:
-			if got != id {
-				t.Fatalf("applied %s, want %s", got, id)
-			}
-		case <-time.After(time.Minute):
-			t.Fatalf("%s not applied within a minute", id)
-		}
+		putApplied(t, nano, nano.ID(), id, make([]byte, 300), applied)
 	}
 	if d, s := nano.Metrics.Get("drains_started"), nano.Metrics.Get("delivery_streams_opened"); d != 1 || s != 1 {
 		t.Fatalf("%d writes took %d drains and %d streams, want 1 and 1", writes, d, s)
@@ -286,18 +293,8 @@ func TestALingeringDrainGivesItsWorkerUp(t *testing.T) {
 		eventually(t, "nano connected", 10*time.Second, func() bool { return master.Connected(nn.ID()) })
 	}
 	for i, nn := range nanos {
-		id := fmt.Sprint("for-", i)
-		if err := master.PutResource(context.Background(), dtn.OpCreate, id, nn.ID(), []byte("x")); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case got := <-applied:
-			if got != id {
-				t.Fatalf("applied %s, want %s", got, id)
-			}
-		case <-time.After(time.Minute):
-			t.Fatalf("%s not applied within a minute: the first drain kept the only worker", id)
-		}
+		// Not applied in time: the first drain kept the only worker.
+		putApplied(t, master, nn.ID(), fmt.Sprint("for-", i), []byte("x"), applied)
 		if i == 0 {
 			<-acksSaved
 			time.Sleep(50 * time.Millisecond) // the drain is lingering by now (or the check before it catches the wait)
