@@ -25,12 +25,13 @@ import (
 // MaxDrains at a time. A destination this node may not contact yet waits
 // in a timer heap until it may (its next window), or for an event (a
 // connection nudges the store). A destination already draining is told
-// there is more, so its open stream carries the new entries. Nothing here
-// looks at every destination: the work follows what is due.
+// there is more, so its open stream carries the new entries; one whose
+// drain ended with work possibly left comes back through recheck. Nothing
+// here looks at every destination: the work follows what is due.
 func (n *Node) deliveryLoop() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	var deferred deferrals
+	deferred := deferrals{at: map[peer.ID]time.Time{}}
 	lastPrune := n.o.Now()
 	for {
 		n.alive.Store(time.Now().UnixNano())
@@ -43,14 +44,18 @@ func (n *Node) deliveryLoop() {
 		}
 		now := n.o.Now()
 		due := n.store.TakeDue()
-		for len(deferred) > 0 && !deferred[0].at.After(now) {
-			due = append(due, string(heap.Pop(&deferred).(deferral).dest))
+		n.deliveryMu.Lock()
+		for _, dest := range n.recheck {
+			due = append(due, string(dest))
 		}
+		n.recheck = nil
+		n.deliveryMu.Unlock()
+		due = append(due, deferred.due(now)...)
 		for _, d := range due {
 			dest := peer.ID(d)
 			if ok, retry := n.mayContactAt(dest, now); !ok {
 				if !retry.IsZero() {
-					heap.Push(&deferred, deferral{at: retry, dest: dest})
+					deferred.add(dest, retry)
 				}
 				continue
 			}
@@ -65,19 +70,49 @@ func (n *Node) deliveryLoop() {
 	}
 }
 
+// deferrals are destinations to look at again at given times, each held
+// once at its earliest time (a gap's writes would otherwise pile up one
+// timer each, all due together at the next window).
+type deferrals struct {
+	h  deferralHeap
+	at map[peer.ID]time.Time // the earliest time each destination is held for
+}
+
+func (d *deferrals) add(dest peer.ID, at time.Time) {
+	if cur, ok := d.at[dest]; ok && !at.Before(cur) {
+		return
+	}
+	d.at[dest] = at
+	heap.Push(&d.h, deferral{at: at, dest: dest})
+}
+
+// due pops the destinations due at now.
+func (d *deferrals) due(now time.Time) []string {
+	var out []string
+	for len(d.h) > 0 && !d.h[0].at.After(now) {
+		x := heap.Pop(&d.h).(deferral)
+		if at, ok := d.at[x.dest]; !ok || !at.Equal(x.at) {
+			continue // superseded by an earlier time, which came first
+		}
+		delete(d.at, x.dest)
+		out = append(out, string(x.dest))
+	}
+	return out
+}
+
 // deferral is a destination to look at again at a given time.
 type deferral struct {
 	at   time.Time
 	dest peer.ID
 }
 
-type deferrals []deferral
+type deferralHeap []deferral
 
-func (h deferrals) Len() int           { return len(h) }
-func (h deferrals) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h deferrals) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *deferrals) Push(x any)        { *h = append(*h, x.(deferral)) }
-func (h *deferrals) Pop() any {
+func (h deferralHeap) Len() int           { return len(h) }
+func (h deferralHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h deferralHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *deferralHeap) Push(x any)        { *h = append(*h, x.(deferral)) }
+func (h *deferralHeap) Pop() any {
 	old := *h
 	x := old[len(old)-1]
 	*h = old[:len(old)-1]
@@ -98,14 +133,20 @@ func (n *Node) startDrain(dest peer.ID) {
 		return
 	}
 	if n.running >= n.o.MaxDrains {
-		n.waiting = append(n.waiting, dest)
-		n.waitingSet[dest] = true
+		n.waitLocked(dest)
 		n.Metrics.Inc("drains_queued")
-		close(n.workerWanted)
-		n.workerWanted = make(chan struct{})
 		return
 	}
 	n.runDrainLocked(dest)
+}
+
+// waitLocked puts dest at the back of the queue for a drain worker and
+// tells lingering drains to give theirs up; deliveryMu is held.
+func (n *Node) waitLocked(dest peer.ID) {
+	n.waiting = append(n.waiting, dest)
+	n.waitingSet[dest] = true
+	close(n.workerWanted)
+	n.workerWanted = make(chan struct{})
 }
 
 // runDrainLocked starts a drain worker for dest; deliveryMu is held.
@@ -117,20 +158,29 @@ func (n *Node) runDrainLocked(dest peer.ID) {
 	n.loop(func() {
 		for {
 			n.Metrics.Inc("drains_started")
-			unfinished := n.drain(dest, more)
+			end := n.drain(dest, more)
 			n.deliveryMu.Lock()
 			delete(n.draining, dest)
-			// Work signalled after the drain's last look would wait for
-			// the ticker: go round again now.
 			select {
 			case <-more:
-				signal(n.kick)
+				// Written after the drain's last look: the store has
+				// handed dest over already (to this drain's more), so
+				// nothing else would bring it back.
+				if end == drainDone {
+					end = drainRecheck
+				}
 			default:
 			}
-			if unfinished && n.ctx.Err() == nil {
+			switch {
+			case n.ctx.Err() != nil:
+			case end == drainYielded:
 				// Its turn is over while others wait: to the back.
-				n.waiting = append(n.waiting, dest)
-				n.waitingSet[dest] = true
+				n.waitLocked(dest)
+			case end == drainRecheck:
+				// Through the contact check again: now, or at its next
+				// window.
+				n.recheck = append(n.recheck, dest)
+				signal(n.kick)
 			}
 			if len(n.waiting) == 0 || n.ctx.Err() != nil {
 				n.running--
@@ -231,26 +281,36 @@ func (n *Node) nextContact(p peer.ID, now time.Time) time.Time {
 // worker to destinations waiting for one.
 const drainTurn = 4096
 
+// drainEnd is why a drain stopped.
+type drainEnd int
+
+const (
+	drainDone    drainEnd = iota // the queue is empty, or the link failed (the store's backoff brings dest back)
+	drainYielded                 // its turn is over while others wait for a worker
+	drainRecheck                 // dest may not be contacted now: deliveryLoop looks again
+)
+
 // drain delivers dest's queue over as many streams as protocols change,
 // keeping up to DeliveryWindow entries in flight, until the queue is empty
 // or the link fails. more is signalled when entries are queued meanwhile.
-// It reports unfinished when it yielded with entries left because other
-// destinations wait for a worker.
-func (n *Node) drain(dest peer.ID, more chan struct{}) (unfinished bool) {
+func (n *Node) drain(dest peer.ID, more chan struct{}) drainEnd {
 	total := 0
 	for n.ctx.Err() == nil {
 		first, err := n.store.Peek(string(dest), 1)
 		if err != nil || len(first) == 0 {
-			return false
+			if n.o.afterEmptyPeek != nil {
+				n.o.afterEmptyPeek()
+			}
+			return drainDone
 		}
 		if total >= drainTurn && n.othersWaiting() {
-			return true
+			return drainYielded
 		}
-		if total > 0 && !n.mayContact(dest) {
-			// The window closed while this drain lingered or ran: what
-			// was queued since waits for the next one (nothing is written
-			// outside a window).
-			return false
+		if !n.mayContact(dest) {
+			// The window closed while this drain lingered or ran, or while
+			// dest waited for a worker: what is queued waits for the next
+			// one (nothing is written outside a window).
+			return drainRecheck
 		}
 		sent, err := n.drainProtocol(dest, first[0].Protocol, more)
 		total += sent
@@ -260,13 +320,13 @@ func (n *Node) drain(dest peer.ID, more chan struct{}) (unfinished bool) {
 			if ferr := n.store.Fail(n.ctx, string(dest), first[0].Ref); ferr != nil && !errors.Is(ferr, context.Canceled) {
 				n.log.Warn("record delivery failure", "peer", dest, "err", ferr)
 			}
-			return false
+			return drainDone
 		}
 		if sent == 0 {
-			return false
+			return drainDone
 		}
 	}
-	return false
+	return drainDone
 }
 
 // deliveryChunk is how many entries a sender reads from the store at once.

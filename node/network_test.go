@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"gardend/hsm"
 	"gardend/internal/poll"
 	"gardend/internal/testkeys"
+	"gardend/plan"
 )
 
 // testNet is an in-process network on loopback: real hosts, real stores,
@@ -302,6 +304,122 @@ func TestALingeringDrainGivesItsWorkerUp(t *testing.T) {
 	}
 	if q := master.Metrics.Get("drains_queued"); q != 1 {
 		t.Fatalf("drains_queued %d, want 1 (the second nano waited for the worker)", q)
+	}
+}
+
+// A write that commits between a drain's last look at the queue (empty)
+// and its worker letting the destination go was handed to that drain
+// (its "more" signal), not left for the next: it is delivered all the
+// same, without waiting for another write.
+func TestAWriteAsADrainEndsIsDelivered(t *testing.T) {
+	tn := newTestNet(t)
+	master := tn.peerOf("master", RoleMaster)
+	nano := tn.peerOf("nano", RoleNano)
+	applied := make(chan string, 2)
+	master.opts.OnApplied = func(_ peer.ID, _, id string) { applied <- id }
+	master.opts.Nanos = []peer.AddrInfo{nano.info()}
+	nano.opts.Master = master.info()
+	nano.opts.drainLinger = time.Millisecond
+	var once sync.Once
+	nano.opts.afterEmptyPeek = func() {
+		// The first drain's end, r0 delivered: write r1 and hold the
+		// worker while the delivery loop hands the write to this drain.
+		once.Do(func() {
+			if err := nano.PutResource(context.Background(), dtn.OpCreate, "r1", nano.ID(), []byte("y")); err != nil {
+				t.Error(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		})
+	}
+	master.start(t)
+	nano.start(t)
+	eventually(t, "nano connected", 10*time.Second, func() bool { return nano.Connected(master.ID()) })
+	putApplied(t, nano, nano.ID(), "r0", []byte("x"), applied)
+	select {
+	case got := <-applied:
+		if got != "r1" {
+			t.Fatalf("applied %q, want r1", got)
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("r1 not delivered: %d entries queued, %d drains started", nano.store.Len(string(master.ID())), nano.Metrics.Get("drains_started"))
+	}
+}
+
+// A destination that waited for a drain worker while its window closed is
+// not drained when a worker frees (nothing is written outside a window): it
+// waits for its next window, and is drained then. The master's clock is
+// the test's.
+func TestAQueuedDrainWaitsForItsNextWindow(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Now()
+	clock := &simClock{t: t0}
+	tn := newTestNet(t)
+	master := tn.peerOf("master", RoleMaster, func(o *dtn.Options) { o.Now = clock.Now })
+	a, b := tn.peerOf("nano-a", RoleNano), tn.peerOf("nano-b", RoleNano)
+	release := make(chan struct{})
+	var once sync.Once
+	a.opts.afterApply = func([]string) { <-release } // nano-a holds its acks: the master's only worker waits
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	p, err := plan.New([]plan.Window{{Start: t0.Add(-time.Hour), End: t0.Add(time.Hour)}, {Start: t0.Add(3 * time.Hour), End: t0.Add(4 * time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof := ProfileFor(ProfileOrbital)
+	prof.Guard = 0
+	master.opts.Now = clock.Now
+	master.opts.MaxDrains = 1
+	master.opts.Nanos = []peer.AddrInfo{a.info(), b.info()}
+	master.opts.NanoContacts = map[peer.ID]Contact{b.host.ID(): {Profile: prof, Plan: p}}
+	a.opts.Master, b.opts.Master = master.info(), master.info()
+	master.start(t)
+	a.start(t)
+	b.start(t)
+	eventually(t, "both nanos connected", 10*time.Second, func() bool { return master.Connected(a.ID()) && master.Connected(b.ID()) })
+	if err := master.PutResource(ctx, dtn.OpCreate, "for-a", a.ID(), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the worker busy with nano-a", 10*time.Second, func() bool { return master.Metrics.Get("delivery_sent") >= 1 })
+	if err := master.PutResource(ctx, dtn.OpCreate, "for-b", b.ID(), []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "nano-b waiting for the worker", 10*time.Second, func() bool { return master.Metrics.Get("drains_queued") >= 1 })
+
+	clock.Set(t0.Add(2 * time.Hour)) // nano-b's window is over
+	once.Do(func() { close(release) })
+	eventually(t, "the worker done", time.Minute, func() bool {
+		master.deliveryMu.Lock()
+		defer master.deliveryMu.Unlock()
+		return master.running == 0
+	})
+	if hasResource(b, "for-b") {
+		t.Fatal("for-b was delivered to nano-b outside its window")
+	}
+
+	clock.Set(t0.Add(3*time.Hour + time.Minute)) // its next window
+	eventually(t, "for-b delivered in nano-b's next window", time.Minute, func() bool { return hasResource(b, "for-b") })
+}
+
+// A destination written to again and again in a gap is held once, at its
+// earliest time, not once per write.
+func TestDeferralsHoldEachDestinationOnce(t *testing.T) {
+	d := deferrals{at: map[peer.ID]time.Time{}}
+	t0 := time.Unix(1_000_000, 0)
+	for i := range 1000 {
+		d.add("a", t0.Add(time.Hour+time.Duration(i)*time.Second))
+	}
+	d.add("b", t0.Add(2*time.Hour))
+	d.add("a", t0.Add(30*time.Minute)) // earlier: held for then
+	if got := d.due(t0.Add(29 * time.Minute)); len(got) != 0 {
+		t.Fatalf("due before any time: %v", got)
+	}
+	if got := d.due(t0.Add(time.Hour + time.Hour/2)); len(got) != 1 || got[0] != "a" {
+		t.Fatalf("due after an hour and a half: %v, want a once", got)
+	}
+	if got := d.due(t0.Add(3 * time.Hour)); len(got) != 1 || got[0] != "b" {
+		t.Fatalf("due at three hours: %v, want b", got)
+	}
+	if len(d.h) != 0 || len(d.at) != 0 {
+		t.Fatalf("left: heap %d, times %d", len(d.h), len(d.at))
 	}
 }
 

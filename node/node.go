@@ -111,6 +111,9 @@ type Options struct {
 	afterAckSave  func(n int)
 	// Tests only: how long an idle drain keeps its stream; 0: drainLinger.
 	drainLinger time.Duration
+	// Tests only: runs when a drain finds dest's queue empty, before its
+	// worker lets dest go (a write may land in between).
+	afterEmptyPeek func()
 }
 
 func (o *Options) fill() {
@@ -188,7 +191,8 @@ type Node struct {
 
 	deliveryMu sync.Mutex
 	draining   map[peer.ID]chan struct{} // destinations being drained → "more was queued"
-	kick       chan struct{}             // a drain ended with work signalled: look again
+	kick       chan struct{}             // recheck has destinations: look again
+	recheck    []peer.ID                 // destinations a drain ended with work possibly left, for deliveryLoop's contact check
 	nanoEvents chan peer.ID              // master: nanos to look at now (watchNanos)
 	running    int                       // drain workers
 	peakDrains int                       // most drain workers at once (benchmarks)
