@@ -341,16 +341,51 @@ const maxAckBatch = 1024
 type inflight struct {
 	mu       sync.Mutex
 	refs     map[uint64]dtn.Ref // sent, not acknowledged
-	unsaved  int                // acknowledged, deletion not yet committed
+	unsaved  map[uint64]bool    // acknowledged, deletion not yet committed
+	rewind   uint64             // lowest queue position to look at again (0: none)
 	done     bool
 	readErr  error
-	progress chan struct{} // signalled when refs or unsaved shrink, or done
+	progress chan struct{} // signalled when refs or unsaved shrink, a rewind is due, or done
+}
+
+func newInflight() *inflight {
+	return &inflight{refs: map[uint64]dtn.Ref{}, unsaved: map[uint64]bool{}, progress: make(chan struct{}, 1)}
 }
 
 func (fl *inflight) state() (inWindow, outstanding int, done bool) {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
-	return len(fl.refs), len(fl.refs) + fl.unsaved, fl.done
+	return len(fl.refs), len(fl.refs) + len(fl.unsaved), fl.done
+}
+
+// sentOn says whether the entry id is in flight on this stream, or
+// acknowledged and being deleted: not to be sent again.
+func (fl *inflight) sentOn(id uint64) bool {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	_, sent := fl.refs[id]
+	return sent || fl.unsaved[id]
+}
+
+// rewindTo asks the drain to look at the queue again from pos: an entry
+// there was replaced in place (an update of a resource in flight) after it
+// was sent, behind the drain's cursor.
+func (fl *inflight) rewindTo(pos uint64) {
+	fl.mu.Lock()
+	if fl.rewind == 0 || pos < fl.rewind {
+		fl.rewind = pos
+	}
+	fl.mu.Unlock()
+	signal(fl.progress)
+}
+
+// takeRewind returns and clears the position to look again from (0: none).
+func (fl *inflight) takeRewind() uint64 {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	r := fl.rewind
+	fl.rewind = 0
+	return r
 }
 
 // drainProtocol sends the consecutive entries of protocol proto at the head
@@ -370,7 +405,7 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 	if n.pace(dest) {
 		gate = n.newRoomGate(s)
 	}
-	fl := &inflight{refs: map[uint64]dtn.Ref{}, progress: make(chan struct{}, 1)}
+	fl := newInflight()
 	r := n.c.NewReader(s)
 	var readers sync.WaitGroup
 	readers.Add(1)
@@ -434,6 +469,9 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 		if done {
 			return readerDone()
 		}
+		if r := fl.takeRewind(); r != 0 && r <= after {
+			after, buf = r-1, nil
+		}
 		probation, heard := n.h.OnProbation(dest)
 		// A kept session woken at AOS carries one round trip of the link
 		// until its other end answers (host/session.go): the link is busy from
@@ -494,6 +532,10 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 		}
 		e := buf[0]
 		buf = buf[1:]
+		if fl.sentOn(e.Ref.ID) {
+			after = e.Ref.Pos // met again after a rewind
+			continue
+		}
 		msg, err := n.deliveryMessage(e)
 		if err != nil {
 			// A payload we cannot decode will never deliver: drop it loudly.
@@ -644,8 +686,25 @@ func (n *Node) readAcks(s network.Stream, r *codec.FrameReader, dest peer.ID, pr
 			}
 			for len(refs) > 0 {
 				k := min(len(refs), maxAckBatch)
-				err := n.store.AckAllWith(n.ctx, string(dest), refs[:k], onAcked)
+				deleted := map[uint64]bool{}
+				err := n.store.AckAllWith(n.ctx, string(dest), refs[:k], func(tx *dtn.Tx, gone []dtn.Ref) error {
+					for _, r := range gone {
+						deleted[r.ID] = true
+					}
+					if onAcked == nil {
+						return nil
+					}
+					return onAcked(tx, gone)
+				})
 				if err == nil {
+					// An ack that deleted nothing is for a version since
+					// replaced in place (or a duplicate): the newer one
+					// waits at that position, behind the drain's cursor.
+					for _, r := range refs[:k] {
+						if !deleted[r.ID] {
+							fl.rewindTo(r.Pos)
+						}
+					}
 					n.Metrics.Add("delivery_acked", uint64(k))
 					n.Metrics.Inc("delivery_ack_commits")
 					if n.o.afterAckSave != nil {
@@ -657,7 +716,9 @@ func (n *Node) readAcks(s network.Stream, r *codec.FrameReader, dest peer.ID, pr
 					mu.Unlock()
 				}
 				fl.mu.Lock()
-				fl.unsaved -= k
+				for _, r := range refs[:k] {
+					delete(fl.unsaved, r.ID)
+				}
 				fl.mu.Unlock()
 				signal(fl.progress)
 				refs = refs[k:]
@@ -684,7 +745,7 @@ func (n *Node) readAcks(s network.Stream, r *codec.FrameReader, dest peer.ID, pr
 		ref, ok := fl.refs[ack.ID]
 		if ok {
 			delete(fl.refs, ack.ID)
-			fl.unsaved++
+			fl.unsaved[ack.ID] = true
 		}
 		fl.mu.Unlock()
 		if !ok {

@@ -423,6 +423,46 @@ func TestDeferralsHoldEachDestinationOnce(t *testing.T) {
 	}
 }
 
+// An update of a resource whose previous version is in flight replaces that
+// entry in place (same queue position, new ID), behind the open stream's
+// cursor; the previous version's ack then deletes nothing, and the stream
+// goes back for the update instead of leaving it until the stream ends
+// (here never: the idle stream is kept an hour at both ends).
+func TestAnUpdateOfAnEntryInFlightGoesOnTheOpenStream(t *testing.T) {
+	ctx := context.Background()
+	tn := newTestNet(t)
+	master := tn.peerOf("master", RoleMaster)
+	nano := tn.peerOf("nano", RoleNano)
+	var once sync.Once
+	master.opts.afterApply = func(names []string) {
+		// v1 applied at the master, its ack not sent yet: v2 replaces v1
+		// in the nano's queue.
+		once.Do(func() {
+			if err := nano.PutResource(ctx, dtn.OpUpdate, "s", nano.ID(), []byte("v2")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	master.opts.Nanos = []peer.AddrInfo{nano.info()}
+	nano.opts.Master = master.info()
+	nano.opts.drainLinger = time.Hour
+	master.opts.IOTimeout = time.Hour // nor does the master end it for idleness
+	master.start(t)
+	nano.start(t)
+	eventually(t, "nano connected", 10*time.Second, func() bool { return nano.Connected(master.ID()) })
+	if err := nano.PutResource(ctx, dtn.OpCreate, "s", nano.ID(), []byte("v1")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "v2 at the master", time.Minute, func() bool {
+		r, _ := master.GetResource("s")
+		return r != nil && string(r.Body) == "v2"
+	})
+	eventually(t, "the nano's queue empty", time.Minute, func() bool { return nano.store.Len(string(master.ID())) == 0 })
+	if got := nano.Metrics.Get("delivery_streams_opened"); got != 1 {
+		t.Fatalf("%d streams opened, want 1 (v2 on v1's stream)", got)
+	}
+}
+
 func TestMasterKeepsItsOwnResourcesAndRefusesForeignChanges(t *testing.T) {
 	ctx := context.Background()
 	_, master, _, nanos := groundAndNanos(t)
