@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +26,17 @@ const (
 	maxRequestHead = 8 << 10          // request line and headers
 	connDeadline   = 10 * time.Second // to read the request and write the answer
 	maxConcurrent  = 4                // scrapes served at once; more are closed at once
+)
+
+// An Accept error other than the listener's closing (descriptors exhausted
+// for a moment during a connection flood, a connection reset before it was
+// taken) is retried after a pause that doubles from minAcceptBackoff up to
+// maxAcceptBackoff, as net/http's server does: giving up would leave the
+// socket open, so scrapes would hang in the kernel's backlog until the
+// daemon restarts, and retrying at once would spin while the cause lasts.
+const (
+	minAcceptBackoff = 5 * time.Millisecond
+	maxAcceptBackoff = time.Second
 )
 
 // Request is the head of an HTTP/1.x request, as far as a scrape needs it.
@@ -102,29 +114,51 @@ func truncate(s string, n int) string {
 
 // Server is a running metrics listener.
 type Server struct {
-	ln    net.Listener
-	reg   *Registry
-	log   *slog.Logger
-	slots chan struct{}
-	conns sync.WaitGroup
-	done  chan struct{}
-	once  sync.Once
+	ln           net.Listener
+	reg          *Registry
+	log          *slog.Logger
+	slots        chan struct{}
+	conns        sync.WaitGroup
+	done         chan struct{} // closed by Close
+	stopped      chan struct{} // closed when the accept loop has returned
+	once         sync.Once
+	acceptErrors atomic.Uint64
 }
+
+// listenerCollector is the name under which a Server registers its own
+// series.
+const listenerCollector = "metrics_listener"
 
 // Listen opens addr (HOST:PORT) and serves r at GET (or HEAD) /metrics
 // until ctx ends or Close. A scrape that could not include everything
 // still answers 200 with what is valid (gardend_metrics_dropped_total says
-// so) and logs why.
+// so) and logs why. It registers the listener's own series on r
+// (gardend_metrics_accept_errors_total), so r serves one listener at a
+// time.
 func Listen(ctx context.Context, addr string, r *Registry, log *slog.Logger) (*Server, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
+	s, err := serveOn(ctx, ln, r, log)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// serveOn serves r on ln, which it owns from then on (Close closes it).
+func serveOn(ctx context.Context, ln net.Listener, r *Registry, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{ln: ln, reg: r, log: log, slots: make(chan struct{}, maxConcurrent), done: make(chan struct{})}
+	s := &Server{ln: ln, reg: r, log: log, slots: make(chan struct{}, maxConcurrent),
+		done: make(chan struct{}), stopped: make(chan struct{})}
+	if err := r.Register(listenerCollector, s.collect); err != nil {
+		return nil, err
+	}
 	go s.accept()
 	go func() {
 		select {
@@ -136,7 +170,15 @@ func Listen(ctx context.Context, addr string, r *Registry, log *slog.Logger) (*S
 	return s, nil
 }
 
+func (s *Server) collect() []Family {
+	return []Family{{Name: "gardend_metrics_accept_errors_total", Type: Counter,
+		Help:    "Errors accepting a connection on the metrics listener (each retried after a pause).",
+		Samples: []Sample{{Value: float64(s.acceptErrors.Load())}}}}
+}
+
 func (s *Server) accept() {
+	defer close(s.stopped)
+	var backoff time.Duration
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
@@ -145,13 +187,23 @@ func (s *Server) accept() {
 				return
 			default:
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				s.log.Error("metrics listener closed", "err", err)
+				return
 			}
-			s.log.Error("metrics listener stopped", "err", err)
-			return
+			s.acceptErrors.Add(1)
+			backoff = min(max(2*backoff, minAcceptBackoff), maxAcceptBackoff)
+			s.log.Warn("metrics listener: accept failed; retrying", "err", err, "in", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-s.done:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
 		}
+		backoff = 0
 		select {
 		case s.slots <- struct{}{}:
 		default:
@@ -220,7 +272,11 @@ func (s *Server) Close() error {
 	s.once.Do(func() {
 		close(s.done)
 		err = s.ln.Close()
+		// The accept loop must have returned before waiting on conns: it
+		// may still be adding one.
+		<-s.stopped
 		s.conns.Wait()
+		s.reg.Unregister(listenerCollector)
 	})
 	return err
 }
