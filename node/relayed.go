@@ -12,15 +12,20 @@ import (
 // PrepareRelayed judges an entry that origin queued for this node and a
 // relay (a ground station) brought, exactly as its protocol's receiver
 // would judge it had origin delivered it over a direct link: who may send
-// (a nano takes from its master, a master from its nanos) and who may
-// change what. e is the entry as origin queued it: e.Ref.ID is origin's
+// (the rule a direct stream applies to its peer, applied to origin: the
+// protocol's carrier's Admit where it has one, else a nano takes from its
+// master and a master from its nanos) and who may change what. e is the entry as origin queued it: e.Ref.ID is origin's
 // entry ID. The returned Work applies it inside the caller's transaction
 // once by (origin, entry ID), the key a direct delivery uses too, so an
 // entry brought by two stations, or by a station and directly, is applied
 // once. The caller must have checked that origin really made e (its
 // end-to-end signature); a refusal is a *Refusal.
 func (n *Node) PrepareRelayed(origin peer.ID, e dtn.Entry) (Work, error) {
-	if err := n.gateSender(origin); err != nil {
+	// The sender is origin, who signed the entry, not the station that
+	// brought it; and a carrier that admits its own senders (receipts come
+	// only from stations) must judge relayed entries too, or a nano could
+	// send through a station what it may not send directly.
+	if err := n.admitSender(e.Protocol, origin); err != nil {
 		return Work{}, err
 	}
 	msg, err := n.deliveryMessage(e)
@@ -82,4 +87,14 @@ func (n *Node) PrepareRelayed(origin peer.ID, e dtn.Entry) (Work, error) {
 			}
 		},
 	}, nil
+}
+
+// admitSender is the rule a direct stream of proto applies to its peer
+// (serveDeliveries): the carrier's Admit where it has one, else the
+// node's.
+func (n *Node) admitSender(proto string, from peer.ID) error {
+	if c := n.carrier(proto); c != nil && c.Admit != nil {
+		return c.Admit(from)
+	}
+	return n.gateSender(from)
 }
