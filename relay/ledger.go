@@ -135,17 +135,26 @@ func (r *Relay) prepareReceipt(d node.Delivery) (node.Work, error) {
 	if !r.o.Node.IsNano(nano) {
 		return node.Work{}, r.refuse("route", fmt.Errorf("receipt for %s, not a nano of this master", nano))
 	}
+	// Only records that were in the ledger count as delivered: a receipt
+	// may name entries already cleared (a give-back, a receipt sent again).
+	var cleared uint64
 	return node.Work{
 		Apply: func(tx *dtn.Tx) error {
+			cleared = 0 // Apply runs again alone if its group commit fails
 			for _, id := range rc.IDs {
-				if err := tx.Delete(bucketLedger, ledgerKey(tx, nano, id)); err != nil {
+				k := ledgerKey(tx, nano, id)
+				if v, err := tx.Get(bucketLedger, k); v == nil && err == nil {
+					continue // not in the ledger; a damaged record goes as any other
+				}
+				if err := tx.Delete(bucketLedger, k); err != nil {
 					return err
 				}
+				cleared++
 			}
 			return nil
 		},
 		Applied: func() {
-			r.add("delivered", uint64(len(rc.IDs)))
+			r.add("delivered", cleared)
 		},
 	}, nil
 }
