@@ -209,6 +209,10 @@ func (r *Relay) prepare(d node.Delivery) (node.Work, error) {
 	default:
 		return node.Work{}, r.refuse("route", fmt.Errorf("%s may not carry an entry from %s to %s", d.From, from, to))
 	}
+	// from and to are the envelope's own, so VerifyEntry's wrong origin or
+	// destination cannot come up here: the switch above has judged the pair
+	// (a misdelivered entry is refused as "route"), and the signature binds
+	// the origin to it (a rewritten destination is a bad signature).
 	if err := origin.VerifyEntry(from, to, env.signed(from, to), env.Att); err != nil {
 		return node.Work{}, r.refuse("signature_"+origin.Reason(err), err)
 	}
