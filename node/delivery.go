@@ -805,11 +805,7 @@ const maxApplyBatch = 256
 // and the next commit carries all that arrived during this one.
 func (n *Node) serveDeliveries(s network.Stream, r *codec.FrameReader, proto string, prepare func(from peer.ID, m any) (*received, error)) error {
 	from := s.Conn().RemotePeer()
-	gate := n.gateSender
-	if c := n.carrier(proto); c != nil && c.Admit != nil {
-		gate = c.Admit
-	}
-	if err := gate(from); err != nil {
+	if err := n.admitSender(proto, from); err != nil {
 		n.log.Warn("refused delivery", "peer", from, "protocol", proto, "err", err)
 		return err
 	}

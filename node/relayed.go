@@ -14,12 +14,13 @@ import (
 // would judge it had origin delivered it over a direct link: who may send
 // (the rule a direct stream applies to its peer, applied to origin: the
 // protocol's carrier's Admit where it has one, else a nano takes from its
-// master and a master from its nanos) and who may change what. e is the entry as origin queued it: e.Ref.ID is origin's
-// entry ID. The returned Work applies it inside the caller's transaction
-// once by (origin, entry ID), the key a direct delivery uses too, so an
-// entry brought by two stations, or by a station and directly, is applied
-// once. The caller must have checked that origin really made e (its
-// end-to-end signature); a refusal is a *Refusal.
+// master and a master from its nanos) and who may change what. e is the
+// entry as origin queued it: e.Ref.ID is origin's entry ID. The returned
+// Work applies it inside the caller's transaction once by (origin, entry
+// ID), the key a direct delivery uses too, so an entry brought by two
+// stations, or by a station and directly, is applied once. The caller must
+// have checked that origin really made e (its end-to-end signature); a
+// refusal is a *Refusal.
 func (n *Node) PrepareRelayed(origin peer.ID, e dtn.Entry) (Work, error) {
 	// The sender is origin, who signed the entry, not the station that
 	// brought it; and a carrier that admits its own senders (receipts come
