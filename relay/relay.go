@@ -309,12 +309,11 @@ func (r *Relay) routeNano(ctx context.Context) error {
 		return nil
 	}
 	master := r.o.Node.Master()
-	if hop != master {
-		if err := r.wrapFor(ctx, master, hop, 0); err != nil {
-			return err
-		}
-	}
-	// Envelopes waiting for a station out of view go to the one in view.
+	// Envelopes waiting for a station out of view go to the one in view,
+	// ahead of the entries wrapped now: they are older, and the master
+	// applies a resource's changes in the order they arrive (an older
+	// update behind a newer one would win, an older create behind a delete
+	// would bring the resource back).
 	for _, d := range r.o.Store.Destinations() {
 		p := peer.ID(d)
 		if p != hop && (r.isStation(p) || p == master) {
@@ -322,6 +321,9 @@ func (r *Relay) routeNano(ctx context.Context) error {
 				return err
 			}
 		}
+	}
+	if hop != master {
+		return r.wrapFor(ctx, master, hop, 0)
 	}
 	return nil
 }
