@@ -46,8 +46,15 @@ type Master struct {
 	o    MasterOptions
 	node *node.Node
 
+	// contactMu serializes setting a nano's contact on the node, so a
+	// confirmed push and a reload never interleave their read-modify-write.
+	contactMu sync.Mutex
+
 	mu     sync.Mutex
 	latest map[peer.ID]*Received // cache of the stored latest reports
+	// followed is, per nano, the plan of the elements or plan it last
+	// confirmed: the master's copy keeps it on top of the configured one.
+	followed map[peer.ID]*plan.Plan
 	// stale counts reports ignored because a newer one was in hand.
 	stale uint64
 }
@@ -98,7 +105,7 @@ func NewMaster(o MasterOptions) *Master {
 	if o.PredictSpan == 0 {
 		o.PredictSpan = 7 * 24 * time.Hour
 	}
-	return &Master{o: o, latest: map[peer.ID]*Received{}}
+	return &Master{o: o, latest: map[peer.ID]*Received{}, followed: map[peer.ID]*plan.Plan{}}
 }
 
 // Carriers are the node.Carriers of a master: it takes health reports.
@@ -250,11 +257,30 @@ func (m *Master) followApplied(p peer.ID, log pushLog) {
 		m.o.Log.Warn("master's copy of a pushed plan", "nano", p, "err", err)
 		return
 	}
+	m.contactMu.Lock()
+	defer m.contactMu.Unlock()
+	m.mu.Lock()
+	m.followed[p] = pl
+	m.mu.Unlock()
 	c := m.node.NanoContact(p)
 	if c.Plan != nil && sameWindows(c.Plan, pl) {
 		return
 	}
 	c.Plan = pl
+	m.node.SetNanoContact(p, c)
+}
+
+// SetNanoConfigured replaces the configuration's contact for nano p (a
+// reload, passes predicted anew from the configured elements). The plan
+// the nano confirmed from a push stays on top, as it does on the nano.
+func (m *Master) SetNanoConfigured(p peer.ID, c node.Contact) {
+	m.contactMu.Lock()
+	defer m.contactMu.Unlock()
+	m.mu.Lock()
+	if pl := m.followed[p]; pl != nil {
+		c.Plan = pl
+	}
+	m.mu.Unlock()
 	m.node.SetNanoContact(p, c)
 }
 

@@ -61,12 +61,21 @@ type Nano struct {
 	started time.Time
 	node    *node.Node
 
+	// contactMu serializes composing and setting the node's contact, so a
+	// push and a reload never interleave their read-modify-write.
+	contactMu sync.Mutex
+
 	mu       sync.Mutex
 	inForce  map[Kind]inForce
 	elements *plan.Elements // of the elements in force
 	refused  *PushRefusal
 	interval time.Duration
 	boots    uint32
+	// configured is the configuration's contact: what holds where no push
+	// is in force. The node's contact is always it with the pushes on top.
+	configured node.Contact
+	pushedPlan *plan.Plan // from the elements or plan push applied last; nil: none
+	settings   Settings   // the settings pushes in force
 
 	report chan struct{} // report now (a push applied or refused)
 }
@@ -125,6 +134,9 @@ func key(tx *dtn.Tx, parts ...string) []byte {
 func (f *Nano) Start(ctx context.Context, n *node.Node) error {
 	f.node = n
 	f.started = f.o.Now()
+	f.mu.Lock()
+	f.configured = n.Contact()
+	f.mu.Unlock()
 	var boots uint64
 	var stored map[Kind]inForce
 	var refused *PushRefusal
@@ -364,34 +376,59 @@ func (f *Nano) put(k Kind, in inForce, c *checked) {
 	if c.elements != nil {
 		f.elements = c.elements
 	}
-	if c.settings != nil && c.settings.HealthInterval.Duration > 0 {
-		f.interval = c.settings.HealthInterval.Duration
+	if c.plan != nil {
+		f.pushedPlan = c.plan
+	}
+	if c.settings != nil {
+		f.settings = mergeSettings(f.settings, c.settings)
+		if v := f.settings.HealthInterval.Duration; v > 0 {
+			f.interval = v
+		}
 	}
 	f.mu.Unlock()
-	cur := f.node.Contact()
-	switch {
-	case c.plan != nil:
-		cur.Plan = c.plan
-		f.node.SetContact(cur)
-	case c.settings != nil:
-		s := c.settings
-		p := &cur.Profile
-		for _, o := range []struct {
-			v   time.Duration
-			dst *time.Duration
-		}{{s.Profile.HeartbeatInterval.Duration, &p.HeartbeatInterval}, {s.Profile.Guard.Duration, &p.Guard},
-			{s.Profile.Grace.Duration, &p.Grace}, {s.Profile.RetryBase.Duration, &p.RetryBase}, {s.Profile.RetryCeiling.Duration, &p.RetryCeiling}} {
-			if o.v > 0 {
-				*o.dst = o.v
-			}
+	f.compose()
+}
+
+// SetConfigured replaces the configuration's contact (a reload, passes
+// predicted anew from the configured elements). What pushes put in force
+// stays on top: the pushed plan, profile timings and log level, so the
+// nano keeps following what its reports say is in force.
+func (f *Nano) SetConfigured(c node.Contact) {
+	f.mu.Lock()
+	f.configured = c
+	f.mu.Unlock()
+	f.compose()
+}
+
+// compose sets the node's contact to the configured one with the pushes in
+// force on top, and puts pushed settings back in force (the caller may just
+// have set the configured log level). It reads the state under contactMu,
+// so whichever call comes last sets the latest state.
+func (f *Nano) compose() {
+	f.contactMu.Lock()
+	defer f.contactMu.Unlock()
+	f.mu.Lock()
+	c, s := f.configured, f.settings
+	if f.pushedPlan != nil {
+		c.Plan = f.pushedPlan
+	}
+	f.mu.Unlock()
+	p := &c.Profile
+	for _, o := range []struct {
+		v   time.Duration
+		dst *time.Duration
+	}{{s.Profile.HeartbeatInterval.Duration, &p.HeartbeatInterval}, {s.Profile.Guard.Duration, &p.Guard},
+		{s.Profile.Grace.Duration, &p.Grace}, {s.Profile.RetryBase.Duration, &p.RetryBase}, {s.Profile.RetryCeiling.Duration, &p.RetryCeiling}} {
+		if o.v > 0 {
+			*o.dst = o.v
 		}
-		f.node.SetContact(cur)
-		if s.LogLevel != "" && f.o.SetLogLevel != nil {
-			f.o.SetLogLevel(s.LogLevel)
-		}
-		if s.StoreQuota != 0 && f.o.SetQuota != nil {
-			f.o.SetQuota(s.StoreQuota)
-		}
+	}
+	f.node.SetContact(c)
+	if s.LogLevel != "" && f.o.SetLogLevel != nil {
+		f.o.SetLogLevel(s.LogLevel)
+	}
+	if s.StoreQuota != 0 && f.o.SetQuota != nil {
+		f.o.SetQuota(s.StoreQuota)
 	}
 }
 

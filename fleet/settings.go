@@ -38,6 +38,26 @@ type ProfileTimings struct {
 	RetryCeiling      config.Duration `toml:"retry_ceiling"`
 }
 
+// mergeSettings is s with what frag sets on top: a settings push changes
+// only the fields it names.
+func mergeSettings(s Settings, frag *Settings) Settings {
+	if frag.LogLevel != "" {
+		s.LogLevel = frag.LogLevel
+	}
+	if frag.StoreQuota != 0 {
+		s.StoreQuota = frag.StoreQuota
+	}
+	for _, o := range []struct{ v, dst *config.Duration }{{&frag.HealthInterval, &s.HealthInterval},
+		{&frag.Profile.HeartbeatInterval, &s.Profile.HeartbeatInterval}, {&frag.Profile.Guard, &s.Profile.Guard},
+		{&frag.Profile.Grace, &s.Profile.Grace}, {&frag.Profile.RetryBase, &s.Profile.RetryBase},
+		{&frag.Profile.RetryCeiling, &s.Profile.RetryCeiling}} {
+		if o.v.Duration != 0 {
+			*o.dst = *o.v
+		}
+	}
+	return s
+}
+
 // PushError is a push refused by validation: the line and field at fault.
 type PushError struct {
 	Kind  Kind

@@ -187,8 +187,8 @@ func (d *daemon) reload(load func() (*config.Config, error), level *slog.LevelVa
 	if err != nil {
 		return err
 	}
-	level.Set(l)
-	pl.apply(d.node, d.relay)
+	level.Set(l) // a pushed log level in force is put back on top by apply
+	pl.apply(d.node, d.relay, d.nanoFleet, d.masterFleet)
 	d.planMu.Lock()
 	d.cfg.Profile, d.cfg.Nanos = cfg.Profile, cfg.Nanos
 	d.planMu.Unlock()

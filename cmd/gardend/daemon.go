@@ -413,6 +413,6 @@ func (d *daemon) refreshPredictions(ctx context.Context, log *slog.Logger) {
 			log.Error("re-predicting passes failed; keeping the old plans", "err", err)
 			continue
 		}
-		pl.apply(d.node, d.relay)
+		pl.apply(d.node, d.relay, d.nanoFleet, d.masterFleet)
 	}
 }

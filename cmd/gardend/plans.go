@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"gardend/config"
+	"gardend/fleet"
 	"gardend/node"
 	"gardend/plan"
 	"gardend/relay"
@@ -90,11 +91,22 @@ func loadPlans(cfg *config.Config, self, master peer.ID, roles node.Roles, now t
 	return p, nil
 }
 
-// apply sets plans on a running node and its relay.
-func (p plans) apply(n *node.Node, r *relay.Relay) {
-	n.SetContact(p.own)
+// apply sets plans on a running node and its relay. What fleet pushes put
+// in force stays on top of them: a nano's own contact goes through its
+// fleet side nf, a master's copy of each nano's plan through mf (either
+// may be nil).
+func (p plans) apply(n *node.Node, r *relay.Relay, nf *fleet.Nano, mf *fleet.Master) {
+	if nf != nil {
+		nf.SetConfigured(p.own)
+	} else {
+		n.SetContact(p.own)
+	}
 	for id, c := range p.nanos {
-		n.SetNanoContact(id, c)
+		if mf != nil {
+			mf.SetNanoConfigured(id, c)
+		} else {
+			n.SetNanoContact(id, c)
+		}
 	}
 	if p.peerPlans != nil {
 		n.SetPeerPlans(p.peerPlans)

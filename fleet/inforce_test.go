@@ -1,0 +1,96 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gardend/node"
+)
+
+// applyDirect runs a push through the nano's own judge, transaction and
+// apply, as a delivery from its master would, without a network between.
+func applyDirect(t *testing.T, k *kit, nano, master *peerKit, p Push) {
+	t.Helper()
+	body, err := k.codec.Marshal(&p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := node.Delivery{From: master.Host.ID(), Body: body, Received: k.clock.Now()}
+	w, err := nano.nano.preparePush(d)
+	if err != nil {
+		t.Fatalf("push %v v%d refused: %v", p.Kind, p.Version, err)
+	}
+	if err := nano.Store.Update(context.Background(), w.Apply); err != nil {
+		t.Fatal(err)
+	}
+	w.Applied()
+}
+
+// csvPlan is a one-window contact plan as CSV.
+func csvPlan(start time.Time, d time.Duration) []byte {
+	return []byte(fmt.Sprintf("start,end\n%s,%s\n", start.UTC().Format(time.RFC3339), start.Add(d).UTC().Format(time.RFC3339)))
+}
+
+// TestConfiguredContactKeepsPushesOnTop: a reload or a re-prediction of
+// the configured plan gives the nano a new configured contact; the pushed
+// plan and profile timings stay in force on top of it, and a configured
+// timing no push names takes effect.
+func TestConfiguredContactKeepsPushesOnTop(t *testing.T) {
+	k := newKit(t, tp)
+	master := k.peer("ground", node.RoleMaster, "")
+	nano := k.peer("nano-1", node.RoleNano, "")
+	k.startNano(nano, master.info(), node.Contact{})
+	applyDirect(t, k, nano, master, Push{Kind: KindPlan, Version: 1, Content: csvPlan(tp.Add(time.Hour), 10*time.Minute)})
+	applyDirect(t, k, nano, master, Push{Kind: KindSettings, Version: 1, Content: []byte("[profile]\nguard = \"7s\"\n")})
+	pushed := nano.node.Contact().Plan
+
+	conf := node.Contact{Profile: node.ProfileFor(node.ProfileContinuous), Plan: windows(t, tp.Add(3*time.Hour), 2, time.Hour, 5*time.Minute)}
+	conf.Profile.Guard, conf.Profile.Grace = 2*time.Second, 9*time.Second
+	nano.nano.SetConfigured(conf)
+
+	c := nano.node.Contact()
+	if c.Plan == nil || !sameWindows(c.Plan, pushed) {
+		t.Errorf("the configured plan replaced plan version 1 in force: %v", c.Plan)
+	}
+	if c.Profile.Guard != 7*time.Second {
+		t.Errorf("guard %v, want the pushed 7s", c.Profile.Guard)
+	}
+	if c.Profile.Grace != 9*time.Second {
+		t.Errorf("grace %v, want the configured 9s (no push names it)", c.Profile.Grace)
+	}
+}
+
+// TestMasterCopyKeepsConfirmedPlanOnReload: once a nano confirmed a pushed
+// plan, a new configured contact for it (a reload on the ground) leaves the
+// master's copy on the plan the nano follows.
+func TestMasterCopyKeepsConfirmedPlanOnReload(t *testing.T) {
+	k := newKit(t, tp)
+	master := k.peer("ground", node.RoleMaster, "")
+	nano := k.peer("nano-1", node.RoleNano, "")
+	nid := nano.Host.ID()
+	continuous := node.Contact{Profile: node.ProfileFor(node.ProfileContinuous)}
+	k.startMaster(master, []peer.AddrInfo{nano.info()}, map[peer.ID]node.Contact{nid: continuous})
+	k.startNano(nano, master.info(), continuous)
+	if _, err := master.mstr.Push(context.Background(), nid, KindPlan, csvPlan(tp.Add(time.Hour), 10*time.Minute), 0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the push confirmed", func() bool {
+		s, _ := pushStatus(t, master, nid, KindPlan, 1)
+		return s == "applied" && master.node.NanoContact(nid).Plan != nil
+	})
+	followed := master.node.NanoContact(nid).Plan
+
+	conf := continuous
+	conf.Plan = windows(t, tp.Add(3*time.Hour), 2, time.Hour, 5*time.Minute)
+	master.mstr.SetNanoConfigured(nid, conf)
+	if got := master.node.NanoContact(nid).Plan; got == nil || !sameWindows(got, followed) {
+		t.Fatalf("the configured plan replaced the master's copy of confirmed plan version 1: %v", got)
+	}
+	if !sameWindows(master.node.NanoContact(nid).Plan, nano.node.Contact().Plan) {
+		t.Fatal("the master's copy and the nano disagree after the reload")
+	}
+}
