@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"gardend/node"
+	"gardend/plan"
 )
 
 // applyDirect runs a push through the nano's own judge, transaction and
@@ -92,5 +93,47 @@ func TestMasterCopyKeepsConfirmedPlanOnReload(t *testing.T) {
 	}
 	if !sameWindows(master.node.NanoContact(nid).Plan, nano.node.Contact().Plan) {
 		t.Fatal("the master's copy and the nano disagree after the reload")
+	}
+}
+
+// TestPushedElementsPredictedAnew: pushed elements are predicted
+// PredictSpan (7 days) ahead when applied; predicted anew later, from the
+// nano's clock, both the nano's plan and the master's copy of it have
+// windows beyond that span, and agree to the second.
+func TestPushedElementsPredictedAnew(t *testing.T) {
+	k := newKit(t, tp)
+	master := k.peer("ground", node.RoleMaster, "")
+	nano := k.peer("nano-1", node.RoleNano, "")
+	nid := nano.Host.ID()
+	continuous := node.Contact{Profile: node.ProfileFor(node.ProfileContinuous)}
+	k.startMaster(master, []peer.AddrInfo{nano.info()}, map[peer.ID]node.Contact{nid: continuous})
+	k.startNano(nano, master.info(), continuous)
+	if _, err := master.mstr.Push(context.Background(), nid, KindElements, ommAt("2025-09-04T02:26:37"), 0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the elements confirmed", func() bool {
+		s, _ := pushStatus(t, master, nid, KindElements, 1)
+		return s == "applied" && master.node.NanoContact(nid).Plan != nil
+	})
+
+	day8 := tp.Add(8 * 24 * time.Hour)
+	k.clock.Set(day8)
+	if err := nano.nano.Repredict(); err != nil {
+		t.Fatal(err)
+	}
+	if err := master.mstr.Repredict(); err != nil {
+		t.Fatal(err)
+	}
+	np, mp := nano.node.Contact().Plan, master.node.NanoContact(nid).Plan
+	for who, p := range map[string]*plan.Plan{"nano": np, "master's copy": mp} {
+		if _, ok := p.NextStart(day8.Add(6 * 24 * time.Hour)); !ok {
+			t.Errorf("%s: no window 14 days after the push, predicted anew at day 8", who)
+		}
+	}
+	if !sameWindows(np, mp) {
+		t.Error("the nano's plan and the master's copy disagree after predicting anew")
+	}
+	if got := nano.nano.InForce()[KindElements]; got != 1 {
+		t.Errorf("elements version %d in force, want 1", got)
 	}
 }

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -54,9 +55,17 @@ type Master struct {
 	latest map[peer.ID]*Received // cache of the stored latest reports
 	// followed is, per nano, the plan of the elements or plan it last
 	// confirmed: the master's copy keeps it on top of the configured one.
-	followed map[peer.ID]*plan.Plan
+	followed map[peer.ID]followed
 	// stale counts reports ignored because a newer one was in hand.
 	stale uint64
+}
+
+// followed is a confirmed push's plan and what it came from, so confirmed
+// elements can be predicted anew.
+type followed struct {
+	kind    Kind
+	content []byte
+	plan    *plan.Plan
 }
 
 // Received is a report as the master keeps it.
@@ -105,7 +114,7 @@ func NewMaster(o MasterOptions) *Master {
 	if o.PredictSpan == 0 {
 		o.PredictSpan = 7 * 24 * time.Hour
 	}
-	return &Master{o: o, latest: map[peer.ID]*Received{}, followed: map[peer.ID]*plan.Plan{}}
+	return &Master{o: o, latest: map[peer.ID]*Received{}, followed: map[peer.ID]followed{}}
 }
 
 // Carriers are the node.Carriers of a master: it takes health reports.
@@ -257,17 +266,52 @@ func (m *Master) followApplied(p peer.ID, log pushLog) {
 		m.o.Log.Warn("master's copy of a pushed plan", "nano", p, "err", err)
 		return
 	}
+	m.follow(p, followed{kind: last.Kind, content: last.Content, plan: pl}, nil)
+}
+
+// follow puts fw on top of the master's copy of nano p's plan. With
+// unless set, it does nothing once the push followed is no longer the one
+// with that content (a newer one was confirmed meanwhile).
+func (m *Master) follow(p peer.ID, fw followed, unless []byte) {
 	m.contactMu.Lock()
 	defer m.contactMu.Unlock()
 	m.mu.Lock()
-	m.followed[p] = pl
-	m.mu.Unlock()
-	c := m.node.NanoContact(p)
-	if c.Plan != nil && sameWindows(c.Plan, pl) {
+	if unless != nil && !bytes.Equal(m.followed[p].content, unless) {
+		m.mu.Unlock()
 		return
 	}
-	c.Plan = pl
+	m.followed[p] = fw
+	m.mu.Unlock()
+	c := m.node.NanoContact(p)
+	if c.Plan != nil && sameWindows(c.Plan, fw.plan) {
+		return
+	}
+	c.Plan = fw.plan
 	m.node.SetNanoContact(p, c)
+}
+
+// Repredict predicts anew, from now, the elements each nano confirmed, as
+// the nano does (Nano.Repredict), so the master's copy never runs out
+// either. A confirmed plan (not elements) is left as it is.
+func (m *Master) Repredict() error {
+	m.mu.Lock()
+	todo := map[peer.ID][]byte{}
+	for p, fw := range m.followed {
+		if fw.kind == KindElements {
+			todo[p] = fw.content
+		}
+	}
+	m.mu.Unlock()
+	var errs []error
+	for p, content := range todo {
+		pl, err := m.planOf(KindElements, content)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("nano %s: %w", p, err))
+			continue
+		}
+		m.follow(p, followed{kind: KindElements, content: content, plan: pl}, content)
+	}
+	return errors.Join(errs...)
 }
 
 // SetNanoConfigured replaces the configuration's contact for nano p (a
@@ -277,8 +321,8 @@ func (m *Master) SetNanoConfigured(p peer.ID, c node.Contact) {
 	m.contactMu.Lock()
 	defer m.contactMu.Unlock()
 	m.mu.Lock()
-	if pl := m.followed[p]; pl != nil {
-		c.Plan = pl
+	if fw := m.followed[p]; fw.plan != nil {
+		c.Plan = fw.plan
 	}
 	m.mu.Unlock()
 	m.node.SetNanoContact(p, c)

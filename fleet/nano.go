@@ -75,6 +75,7 @@ type Nano struct {
 	// is in force. The node's contact is always it with the pushes on top.
 	configured node.Contact
 	pushedPlan *plan.Plan // from the elements or plan push applied last; nil: none
+	planFrom   Kind       // which kind pushedPlan came from
 	settings   Settings   // the settings pushes in force
 
 	report chan struct{} // report now (a push applied or refused)
@@ -377,7 +378,7 @@ func (f *Nano) put(k Kind, in inForce, c *checked) {
 		f.elements = c.elements
 	}
 	if c.plan != nil {
-		f.pushedPlan = c.plan
+		f.pushedPlan, f.planFrom = c.plan, k
 	}
 	if c.settings != nil {
 		f.settings = mergeSettings(f.settings, c.settings)
@@ -398,6 +399,31 @@ func (f *Nano) SetConfigured(c node.Contact) {
 	f.configured = c
 	f.mu.Unlock()
 	f.compose()
+}
+
+// Repredict predicts the pushed elements in force anew from now. They are
+// predicted PredictSpan ahead when applied; without this an orbital nano
+// runs out of windows and cannot even take the next push. A pushed plan
+// (not elements) is left as it is; on an error the plan in force stays.
+func (f *Nano) Repredict() error {
+	f.mu.Lock()
+	in, from := f.inForce[KindElements], f.planFrom
+	f.mu.Unlock()
+	if from != KindElements {
+		return nil
+	}
+	c, err := f.validate(KindElements, in.Content, false)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	// A push applied meanwhile holds: this prediction is of older elements.
+	if f.planFrom == KindElements && f.inForce[KindElements].Version == in.Version {
+		f.pushedPlan = c.plan
+	}
+	f.mu.Unlock()
+	f.compose()
+	return nil
 }
 
 // compose sets the node's contact to the configured one with the pushes in

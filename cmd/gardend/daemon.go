@@ -387,7 +387,8 @@ func nanoContacts(cfg *config.Config, now time.Time) (map[peer.ID]node.Contact, 
 }
 
 // refreshPredictions predicts passes anew every half day for plans that
-// come from orbit elements, so the plan never runs out while the daemon runs.
+// come from orbit elements, configured or pushed, so the plan never runs
+// out while the daemon runs.
 func (d *daemon) refreshPredictions(ctx context.Context, log *slog.Logger) {
 	tick := time.NewTicker(12 * time.Hour)
 	defer tick.Stop()
@@ -397,22 +398,35 @@ func (d *daemon) refreshPredictions(ctx context.Context, log *slog.Logger) {
 			return
 		case <-tick.C:
 		}
-		now := time.Now()
-		d.planMu.Lock()
-		cfg := *d.cfg
-		d.planMu.Unlock()
-		uses := cfg.Profile.Elements() != ""
-		for _, nn := range cfg.Nanos {
-			uses = uses || nn.Elements() != ""
-		}
-		if !uses {
-			continue
-		}
-		pl, err := loadPlans(&cfg, d.node.ID(), d.node.Master(), d.node.Roles(), now)
-		if err != nil {
+		d.repredict(time.Now(), log)
+	}
+}
+
+// repredict is one turn of refreshPredictions: the configured elements
+// first, then the pushed ones in force, which stay on top of them.
+func (d *daemon) repredict(now time.Time, log *slog.Logger) {
+	d.planMu.Lock()
+	cfg := *d.cfg
+	d.planMu.Unlock()
+	uses := cfg.Profile.Elements() != ""
+	for _, nn := range cfg.Nanos {
+		uses = uses || nn.Elements() != ""
+	}
+	if uses {
+		if pl, err := loadPlans(&cfg, d.node.ID(), d.node.Master(), d.node.Roles(), now); err != nil {
 			log.Error("re-predicting passes failed; keeping the old plans", "err", err)
-			continue
+		} else {
+			pl.apply(d.node, d.relay, d.nanoFleet, d.masterFleet)
 		}
-		pl.apply(d.node, d.relay, d.nanoFleet, d.masterFleet)
+	}
+	if d.nanoFleet != nil {
+		if err := d.nanoFleet.Repredict(); err != nil {
+			log.Error("re-predicting passes of the pushed elements failed; keeping the old plan", "err", err)
+		}
+	}
+	if d.masterFleet != nil {
+		if err := d.masterFleet.Repredict(); err != nil {
+			log.Error("re-predicting passes of elements pushed to nanos failed; keeping the old plans", "err", err)
+		}
 	}
 }
