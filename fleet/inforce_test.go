@@ -2,12 +2,16 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"gardend/dtn"
 	"gardend/node"
 	"gardend/plan"
 )
@@ -135,5 +139,67 @@ func TestPushedElementsPredictedAnew(t *testing.T) {
 	}
 	if got := nano.nano.InForce()[KindElements]; got != 1 {
 		t.Errorf("elements version %d in force, want 1", got)
+	}
+}
+
+// TestSettingsPushesSurviveRestart: settings pushes each change only what
+// they name, and what is stored is the whole in force: a nano restarted
+// after two pushes (and killed inside a third's transaction) runs with both
+// pushes' settings, as before the restart.
+func TestSettingsPushesSurviveRestart(t *testing.T) {
+	k := newKit(t, tp)
+	dir := t.TempDir()
+	master := k.peer("ground", node.RoleMaster, "")
+	nano := k.peer("nano-1", node.RoleNano, dir)
+	k.startNano(nano, master.info(), node.Contact{})
+	applyDirect(t, k, nano, master, Push{Kind: KindSettings, Version: 1, Content: []byte("health_interval = \"15m\"\n[profile]\nguard = \"3s\"\n")})
+	applyDirect(t, k, nano, master, Push{Kind: KindSettings, Version: 2, Content: []byte("[profile]\nheartbeat_interval = \"7s\"\n")})
+	type state struct {
+		interval, guard, heartbeat time.Duration
+	}
+	stateOf := func(p *peerKit) state {
+		p.nano.mu.Lock()
+		iv := p.nano.interval
+		p.nano.mu.Unlock()
+		pr := p.node.Contact().Profile
+		return state{iv, pr.Guard, pr.HeartbeatInterval}
+	}
+	want := state{15 * time.Minute, 3 * time.Second, 7 * time.Second}
+	if got := stateOf(nano); got != want {
+		t.Fatalf("before the restart: %+v, want %+v", got, want)
+	}
+	// Version 3 killed inside its transaction: it never commits.
+	body, _ := k.codec.Marshal(&Push{Kind: KindSettings, Version: 3, Content: []byte("[profile]\nguard = \"5s\"\n")})
+	w, err := nano.nano.preparePush(node.Delivery{From: master.Host.ID(), Body: body, Received: k.clock.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nano.Store.Update(context.Background(), func(tx *dtn.Tx) error {
+		if err := w.Apply(tx); err != nil {
+			return err
+		}
+		return errors.New("killed")
+	})
+	nano.close()
+
+	again := k.peer("nano-1", node.RoleNano, dir)
+	k.startNano(again, master.info(), node.Contact{})
+	if got := again.nano.InForce()[KindSettings]; got != 2 {
+		t.Fatalf("settings version %d in force after the restart, want 2", got)
+	}
+	if got := stateOf(again); got != want {
+		t.Fatalf("after the restart: %+v, want %+v (settings version 2 in force both times)", got, want)
+	}
+	// The operators' copy on board is the whole in force too.
+	b, err := os.ReadFile(filepath.Join(dir, "fleet", "settings"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ParseSettings(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.HealthInterval.Duration != 15*time.Minute || s.Profile.Guard.Duration != 3*time.Second || s.Profile.HeartbeatInterval.Duration != 7*time.Second {
+		t.Fatalf("the copy in the data directory is not the settings in force:\n%s", b)
 	}
 }

@@ -307,24 +307,66 @@ func (f *Nano) preparePush(d node.Delivery) (node.Work, error) {
 	if _, err := f.validate(p.Kind, p.Content, true); err != nil {
 		return node.Work{}, f.refuse(context.Background(), PushRefusal{Kind: p.Kind, Version: p.Version, Reason: err.Error()})
 	}
-	in := inForce{Version: p.Version, Content: p.Content, Applied: f.o.Now().UnixNano()}
+	// stored is what apply stored, put in force once it committed; nil: a
+	// newer version won meanwhile.
+	var stored *inForce
 	apply := func(tx *dtn.Tx) error {
+		stored = nil
+		in := inForce{Version: p.Version, Content: p.Content, Applied: f.o.Now().UnixNano()}
 		k := key(tx, "inforce", p.Kind.String())
+		var old inForce
 		if v, err := tx.Get(bucketNano, k); err != nil {
 			return err
 		} else if v != nil {
-			var old inForce
 			if err := f.o.Codec.Unmarshal(v, &old); err == nil && old.Version >= p.Version {
 				return nil // a newer one won meanwhile: nothing to do
 			}
+		}
+		if p.Kind == KindSettings {
+			// A settings push changes only what it names: the settings
+			// stored are the whole in force, so a restart puts back what
+			// was in force, not just the last fragment.
+			merged, err := mergeStored(old.Content, p.Content)
+			if err != nil {
+				return err
+			}
+			in.Content = merged
 		}
 		v, err := f.o.Codec.Marshal(&in)
 		if err != nil {
 			return err
 		}
-		return tx.Put(bucketNano, k, v)
+		if err := tx.Put(bucketNano, k, v); err != nil {
+			return err
+		}
+		stored = &in
+		return nil
 	}
-	return node.Work{Apply: apply, Applied: func() { f.pushApplied(d) }}, nil
+	applied := func() {
+		if stored != nil {
+			f.pushApplied(p.Kind, *stored)
+		}
+	}
+	return node.Work{Apply: apply, Applied: applied}, nil
+}
+
+// mergeStored is the settings stored in force (nil: none) with the pushed
+// fragment on top, as a settings fragment.
+func mergeStored(stored, fragment []byte) ([]byte, error) {
+	var base Settings
+	if len(stored) > 0 {
+		s, err := ParseSettings(stored)
+		if err != nil {
+			return nil, fmt.Errorf("settings in force: %w", err)
+		}
+		base = *s
+	}
+	frag, err := ParseSettings(fragment)
+	if err != nil {
+		return nil, err
+	}
+	merged := mergeSettings(base, frag)
+	return merged.encode(), nil
 }
 
 // refuse remembers a refusal for the next report and returns it as the
@@ -343,26 +385,24 @@ func (f *Nano) refuse(ctx context.Context, r PushRefusal) error {
 	return &node.Refusal{Reason: r.Reason}
 }
 
-// pushApplied puts a durably stored push in force: a copy of the content
-// in the data directory (atomic write), then the new plan or settings.
-func (f *Nano) pushApplied(d node.Delivery) {
-	var p Push
-	if err := f.o.Codec.Unmarshal(d.Body, &p); err != nil {
-		return
-	}
-	c, err := f.validate(p.Kind, p.Content, false)
+// pushApplied puts a durably stored push in force: a copy of what was
+// stored in the data directory (atomic write), then the new plan or
+// settings.
+func (f *Nano) pushApplied(k Kind, in inForce) {
+	c, err := f.validate(k, in.Content, false)
 	if err != nil {
+		f.o.Log.Error("push stored but not valid in force", "kind", k, "version", in.Version, "err", err)
 		return
 	}
 	if f.o.DataDir != "" {
 		// A copy for operators on board; the state database stays the truth.
-		path := filepath.Join(f.o.DataDir, "fleet", p.Kind.String())
-		if err := platform.WriteFileAtomic(path, p.Content, 0o600); err != nil {
+		path := filepath.Join(f.o.DataDir, "fleet", k.String())
+		if err := platform.WriteFileAtomic(path, in.Content, 0o600); err != nil {
 			f.o.Log.Warn("writing pushed file", "path", path, "err", err)
 		}
 	}
-	f.put(p.Kind, inForce{Version: p.Version, Content: p.Content, Applied: f.o.Now().UnixNano()}, c)
-	f.o.Log.Info("push applied", "kind", p.Kind, "version", p.Version)
+	f.put(k, in, c)
+	f.o.Log.Info("push applied", "kind", k, "version", in.Version)
 	signalNow(f.report)
 }
 
@@ -381,7 +421,7 @@ func (f *Nano) put(k Kind, in inForce, c *checked) {
 		f.pushedPlan, f.planFrom = c.plan, k
 	}
 	if c.settings != nil {
-		f.settings = mergeSettings(f.settings, c.settings)
+		f.settings = *c.settings // the whole in force, as stored
 		if v := f.settings.HealthInterval.Duration; v > 0 {
 			f.interval = v
 		}

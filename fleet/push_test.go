@@ -255,7 +255,7 @@ func TestKilledMidApply(t *testing.T) {
 	if err := nano.Store.Update(context.Background(), apply.Apply); err != nil {
 		t.Fatal(err)
 	}
-	nano.nano.pushApplied(d1)
+	apply.Applied()
 	plan1 := nano.node.Contact().Plan
 	// Version 2 committed, then killed before it is put in force.
 	apply, err = nano.nano.preparePush(push(2, "2025-09-04T14:26:37"))

@@ -58,6 +58,36 @@ func mergeSettings(s Settings, frag *Settings) Settings {
 	return s
 }
 
+// encode writes s as a settings fragment that sets what s sets and
+// nothing else; ParseSettings reads it back to s.
+func (s Settings) encode() []byte {
+	var b strings.Builder
+	if s.LogLevel != "" {
+		fmt.Fprintf(&b, "log_level = %q\n", s.LogLevel)
+	}
+	if v := s.HealthInterval.Duration; v != 0 {
+		fmt.Fprintf(&b, "health_interval = %q\n", v.String())
+	}
+	if s.StoreQuota != 0 {
+		fmt.Fprintf(&b, "store_quota = %d\n", s.StoreQuota)
+	}
+	var prof strings.Builder
+	for _, o := range []struct {
+		name string
+		v    time.Duration
+	}{{"heartbeat_interval", s.Profile.HeartbeatInterval.Duration}, {"guard", s.Profile.Guard.Duration},
+		{"grace", s.Profile.Grace.Duration}, {"retry_base", s.Profile.RetryBase.Duration}, {"retry_ceiling", s.Profile.RetryCeiling.Duration}} {
+		if o.v != 0 {
+			fmt.Fprintf(&prof, "%s = %q\n", o.name, o.v.String())
+		}
+	}
+	if prof.Len() > 0 {
+		b.WriteString("[profile]\n")
+		b.WriteString(prof.String())
+	}
+	return []byte(b.String())
+}
+
 // PushError is a push refused by validation: the line and field at fault.
 type PushError struct {
 	Kind  Kind
