@@ -203,3 +203,59 @@ func TestSettingsPushesSurviveRestart(t *testing.T) {
 		t.Fatalf("the copy in the data directory is not the settings in force:\n%s", b)
 	}
 }
+
+// TestPushedRetryTimingsRefused: the DTN store's backoff is fixed when it
+// opens, so a pushed profile.retry_base or retry_ceiling could change
+// nothing: it is refused, named, on the ground and on board. Settings an
+// older version stored in force with one of them keep the rest in force.
+func TestPushedRetryTimingsRefused(t *testing.T) {
+	for _, name := range []string{"retry_base", "retry_ceiling"} {
+		content := []byte("log_level = \"info\"\n[profile]\n" + name + " = \"1h\"\n")
+		_, err := ParseSettings(content)
+		var pe *PushError
+		if !errors.As(err, &pe) || pe.Field != "profile."+name || pe.Line != 3 {
+			t.Errorf("%s: %v, want a PushError naming profile.%s on line 3", name, err, name)
+		}
+	}
+
+	k := newKit(t, tp)
+	dir := t.TempDir()
+	master := k.peer("ground", node.RoleMaster, "")
+	nano := k.peer("nano-1", node.RoleNano, dir)
+	nid := nano.Host.ID()
+	k.startMaster(master, []peer.AddrInfo{nano.info()}, nil)
+	bad := []byte("[profile]\nretry_base = \"1h\"\n")
+	var pe *PushError
+	if _, err := master.mstr.Push(context.Background(), nid, KindSettings, bad, 0); !errors.As(err, &pe) || pe.Field != "profile.retry_base" {
+		t.Fatalf("the ground took a pushed retry_base: %v", err)
+	}
+	if n := master.Store.Len(string(nid)); n != 0 {
+		t.Fatalf("%d entries queued for the nano", n)
+	}
+
+	k.startNano(nano, master.info(), node.Contact{})
+	body, _ := k.codec.Marshal(&Push{Kind: KindSettings, Version: 1, Content: bad})
+	if _, err := nano.nano.preparePush(node.Delivery{From: master.Host.ID(), Body: body, Received: k.clock.Now()}); err == nil {
+		t.Fatal("the nano took a pushed retry_base")
+	}
+	if got := nano.nano.InForce()[KindSettings]; got != 0 {
+		t.Fatalf("settings version %d in force after a refusal", got)
+	}
+
+	// Settings stored in force by an older version, retry_base among them.
+	old, _ := k.codec.Marshal(&inForce{Version: 4, Content: []byte("health_interval = \"15m\"\n[profile]\nretry_base = \"1h\"\n"), Applied: k.clock.Now().UnixNano()})
+	if err := nano.Store.Update(context.Background(), func(tx *dtn.Tx) error {
+		return tx.Put(bucketNano, key(tx, "inforce", KindSettings.String()), old)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	nano.close()
+	again := k.peer("nano-1", node.RoleNano, dir)
+	k.startNano(again, master.info(), node.Contact{})
+	again.nano.mu.Lock()
+	iv := again.nano.interval
+	again.nano.mu.Unlock()
+	if v := again.nano.InForce()[KindSettings]; v != 4 || iv != 15*time.Minute {
+		t.Fatalf("after the restart: settings version %d, health interval %v; want 4, 15m", v, iv)
+	}
+}

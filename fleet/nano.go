@@ -254,7 +254,11 @@ func (f *Nano) validate(k Kind, content []byte, fresh bool) (*checked, error) {
 		}
 		return &checked{plan: p}, nil
 	case KindSettings:
-		s, err := ParseSettings(content)
+		parse := parseSettingsInForce // stored: checked as a push already
+		if fresh {
+			parse = ParseSettings
+		}
+		s, err := parse(content)
 		if err != nil {
 			return nil, err
 		}
@@ -355,7 +359,7 @@ func (f *Nano) preparePush(d node.Delivery) (node.Work, error) {
 func mergeStored(stored, fragment []byte) ([]byte, error) {
 	var base Settings
 	if len(stored) > 0 {
-		s, err := ParseSettings(stored)
+		s, err := parseSettingsInForce(stored)
 		if err != nil {
 			return nil, fmt.Errorf("settings in force: %w", err)
 		}
@@ -484,7 +488,7 @@ func (f *Nano) compose() {
 		v   time.Duration
 		dst *time.Duration
 	}{{s.Profile.HeartbeatInterval.Duration, &p.HeartbeatInterval}, {s.Profile.Guard.Duration, &p.Guard},
-		{s.Profile.Grace.Duration, &p.Grace}, {s.Profile.RetryBase.Duration, &p.RetryBase}, {s.Profile.RetryCeiling.Duration, &p.RetryCeiling}} {
+		{s.Profile.Grace.Duration, &p.Grace}} {
 		if o.v > 0 {
 			*o.dst = o.v
 		}

@@ -18,10 +18,12 @@ import (
 //	health_interval = "5m"
 //	store_quota = 33554432       # bytes
 //	[profile]
-//	heartbeat_interval = "20s"   # also guard, grace, retry_base, retry_ceiling
+//	heartbeat_interval = "20s"   # also guard, grace
 //
 // Anything else is refused with its key named: identity, roles, addresses
-// and the like never change from the ground.
+// and the like never change from the ground. profile.retry_base and
+// profile.retry_ceiling are refused too: the DTN store's backoff is fixed
+// when it opens, so they change only in the configuration, at a restart.
 type Settings struct {
 	LogLevel       string          `toml:"log_level"`
 	HealthInterval config.Duration `toml:"health_interval"`
@@ -34,8 +36,10 @@ type ProfileTimings struct {
 	HeartbeatInterval config.Duration `toml:"heartbeat_interval"`
 	Guard             config.Duration `toml:"guard"`
 	Grace             config.Duration `toml:"grace"`
-	RetryBase         config.Duration `toml:"retry_base"`
-	RetryCeiling      config.Duration `toml:"retry_ceiling"`
+	// RetryBase and RetryCeiling are read only to refuse them, and to
+	// drop them from settings stored in force by older versions.
+	RetryBase    config.Duration `toml:"retry_base"`
+	RetryCeiling config.Duration `toml:"retry_ceiling"`
 }
 
 // mergeSettings is s with what frag sets on top: a settings push changes
@@ -49,8 +53,7 @@ func mergeSettings(s Settings, frag *Settings) Settings {
 	}
 	for _, o := range []struct{ v, dst *config.Duration }{{&frag.HealthInterval, &s.HealthInterval},
 		{&frag.Profile.HeartbeatInterval, &s.Profile.HeartbeatInterval}, {&frag.Profile.Guard, &s.Profile.Guard},
-		{&frag.Profile.Grace, &s.Profile.Grace}, {&frag.Profile.RetryBase, &s.Profile.RetryBase},
-		{&frag.Profile.RetryCeiling, &s.Profile.RetryCeiling}} {
+		{&frag.Profile.Grace, &s.Profile.Grace}} {
 		if o.v.Duration != 0 {
 			*o.dst = *o.v
 		}
@@ -76,7 +79,7 @@ func (s Settings) encode() []byte {
 		name string
 		v    time.Duration
 	}{{"heartbeat_interval", s.Profile.HeartbeatInterval.Duration}, {"guard", s.Profile.Guard.Duration},
-		{"grace", s.Profile.Grace.Duration}, {"retry_base", s.Profile.RetryBase.Duration}, {"retry_ceiling", s.Profile.RetryCeiling.Duration}} {
+		{"grace", s.Profile.Grace.Duration}} {
 		if o.v != 0 {
 			fmt.Fprintf(&prof, "%s = %q\n", o.name, o.v.String())
 		}
@@ -111,7 +114,15 @@ func (e *PushError) Error() string {
 }
 
 // ParseSettings reads and checks a settings fragment; nothing is applied.
-func ParseSettings(data []byte) (*Settings, error) {
+func ParseSettings(data []byte) (*Settings, error) { return parseSettings(data, true) }
+
+// parseSettingsInForce reads settings stored in force. Those stored by an
+// older version may name profile.retry_base or retry_ceiling, which never
+// took effect: they are dropped rather than refused, so the rest stays in
+// force.
+func parseSettingsInForce(data []byte) (*Settings, error) { return parseSettings(data, false) }
+
+func parseSettings(data []byte, push bool) (*Settings, error) {
 	var s Settings
 	err := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().Decode(&s)
 	var strict *toml.StrictMissingError
@@ -120,7 +131,7 @@ func ParseSettings(data []byte) (*Settings, error) {
 	case errors.As(err, &strict) && len(strict.Errors) > 0:
 		e := strict.Errors[0]
 		line, _ := e.Position()
-		return nil, &PushError{Kind: KindSettings, Line: line, Field: strings.Join(e.Key(), "."), Msg: "may not change in flight (allowed: log_level, health_interval, store_quota, profile.heartbeat_interval, profile.guard, profile.grace, profile.retry_base, profile.retry_ceiling)"}
+		return nil, &PushError{Kind: KindSettings, Line: line, Field: strings.Join(e.Key(), "."), Msg: "may not change in flight (allowed: log_level, health_interval, store_quota, profile.heartbeat_interval, profile.guard, profile.grace)"}
 	case errors.As(err, &derr):
 		line, _ := derr.Position()
 		return nil, &PushError{Kind: KindSettings, Line: line, Field: strings.Join(derr.Key(), "."), Msg: derr.Error()}
@@ -145,9 +156,15 @@ func ParseSettings(data []byte) (*Settings, error) {
 	if v := p.HeartbeatInterval.Duration; v != 0 && v < time.Second {
 		return nil, field("profile.heartbeat_interval", "below 1s")
 	}
-	if p.RetryBase.Duration != 0 && p.RetryCeiling.Duration != 0 && p.RetryBase.Duration > p.RetryCeiling.Duration {
-		return nil, field("profile.retry_base", "above profile.retry_ceiling")
+	for _, o := range []struct {
+		name string
+		v    time.Duration
+	}{{"profile.retry_base", p.RetryBase.Duration}, {"profile.retry_ceiling", p.RetryCeiling.Duration}} {
+		if o.v != 0 && push {
+			return nil, field(o.name, "may not change in flight: the DTN store's backoff is fixed when it opens; set it in the configuration file, for the next start")
+		}
 	}
+	s.Profile.RetryBase, s.Profile.RetryCeiling = config.Duration{}, config.Duration{}
 	return &s, nil
 }
 
