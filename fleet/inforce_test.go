@@ -259,3 +259,52 @@ func TestPushedRetryTimingsRefused(t *testing.T) {
 		t.Fatalf("after the restart: settings version %d, health interval %v; want 4, 15m", v, iv)
 	}
 }
+
+// TestPushHistoryEvictsSettledFirst: the push history is bounded, but a
+// push still queued and the applied push the master's copy of the plan
+// follows outlive any number of later entries (here ground refusals).
+func TestPushHistoryEvictsSettledFirst(t *testing.T) {
+	k := newKit(t, tp)
+	master := k.peer("ground", node.RoleMaster, "")
+	nano := k.peer("nano-1", node.RoleNano, "")
+	nid := nano.Host.ID()
+	k.startMaster(master, []peer.AddrInfo{nano.info()}, map[peer.ID]node.Contact{nid: {Profile: node.ProfileFor(node.ProfileContinuous)}})
+	ctx := context.Background()
+	refusals := func() {
+		for i := 0; i < maxPushLog; i++ {
+			if _, err := master.mstr.Push(ctx, nid, KindSettings, []byte("log_level = \"loud\"\n"), 0); err == nil {
+				t.Fatal("a bad log level was taken")
+			}
+		}
+	}
+	// The nano is not running yet: the plan stays queued.
+	if _, err := master.mstr.Push(ctx, nid, KindPlan, csvPlan(tp.Add(time.Hour), 10*time.Minute), 0); err != nil {
+		t.Fatal(err)
+	}
+	refusals()
+	if s, _ := pushStatus(t, master, nid, KindPlan, 1); s != "queued" {
+		t.Fatalf("plan version 1, still queued (%d entries for the nano), is %q in the push history", master.Store.Len(string(nid)), s)
+	}
+	if pushes, _ := master.mstr.Pushes(nid); len(pushes) != maxPushLog {
+		t.Fatalf("%d entries in the push history, want %d", len(pushes), maxPushLog)
+	}
+
+	k.startNano(nano, master.info(), node.Contact{})
+	k.clock.Add(2 * time.Second) // past the backoff of the master's attempts while the nano was down
+	eventually(t, "plan version 1 confirmed", func() bool {
+		s, _ := pushStatus(t, master, nid, KindPlan, 1)
+		return s == "applied"
+	})
+	refusals()
+	log, err := master.mstr.pushLog(nid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := false
+	for _, pr := range log.Pushes {
+		kept = kept || (pr.Kind == KindPlan && pr.Version == 1 && pr.Status == "applied" && pr.Content != nil)
+	}
+	if !kept || len(log.Pushes) != maxPushLog {
+		t.Fatalf("%d entries; the applied plan the master's copy follows kept: %v", len(log.Pushes), kept)
+	}
+}

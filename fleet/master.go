@@ -409,9 +409,19 @@ func (m *Master) pushLogTx(tx *dtn.Tx, p peer.ID) (pushLog, error) {
 }
 
 func (m *Master) putPushLog(tx *dtn.Tx, p peer.ID, log pushLog) error {
-	// Bounded: the oldest settled entries go first.
+	// Bounded: the oldest settled entries go first. A queued push is kept
+	// (its outcome is still to be marked), and so is an applied one that
+	// still holds content: the master's copy of the nano's plan and the
+	// ground's epoch check follow it.
 	for len(log.Pushes) > maxPushLog {
-		log.Pushes = log.Pushes[1:]
+		drop := 0 // at most five are kept this way, so this stays the oldest only if maxPushLog shrank below that
+		for i, pr := range log.Pushes {
+			if pr.Status != "queued" && !(pr.Status == "applied" && pr.Content != nil) {
+				drop = i
+				break
+			}
+		}
+		log.Pushes = append(log.Pushes[:drop], log.Pushes[drop+1:]...)
 	}
 	v, err := m.o.Codec.Marshal(&log)
 	if err != nil {
