@@ -247,6 +247,22 @@ func (k *keptSession) ping(ctx context.Context) error {
 	}
 }
 
+// ProbeTail sends one yamux ping on c and does not wait for its answer. A
+// drain sends it once its last bytes have left the socket: should the
+// link lose the last segment, the ping arrives behind the gap and the
+// receiver's SACK lets TCP repair it within about a round trip, where
+// nothing following it would leave it to TCP's tail loss probe (two
+// smoothed round trips, 2-3 s on the flight bench). It reports whether a
+// ping went out (c is not yamux, or one is in flight already: false).
+func (h *Host) ProbeTail(c network.Conn) bool {
+	var s *yamux.Session
+	if !c.As(&s) || s.IsClosed() {
+		return false
+	}
+	go s.Ping() // bounded by yamux's write timeout, twice; a lost answer costs nothing
+	return true
+}
+
 // KeepAcrossGaps marks peers whose connections survive planned gaps (no TCP
 // keepalive, no yamux pings). It applies to connections made afterwards.
 func (h *Host) KeepAcrossGaps(peers ...peer.ID) { h.kept.mark(true, peers) }

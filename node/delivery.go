@@ -435,6 +435,7 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 		}
 		if gate != nil {
 			gate.flushed += uint64(bw.Buffered())
+			gate.flushedNow.Store(gate.flushed)
 		}
 		s.SetWriteDeadline(time.Now().Add(n.o.IOTimeout))
 		return bw.Flush()
@@ -514,6 +515,9 @@ func (n *Node) drainProtocol(dest peer.ID, proto string, more chan struct{}) (se
 				}
 				buf = nil
 				continue
+			}
+			if gate != nil && inWindow > 0 {
+				gate.probeTail()
 			}
 			if err := wait(len(buf) == 0 && !yield); err != nil {
 				return sent, err

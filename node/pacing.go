@@ -2,6 +2,7 @@ package node
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gardend/host"
@@ -129,6 +130,9 @@ type roomGate struct {
 	planned uint64 // the planned rate (bits/s)
 	base    uint64 // the socket's written count when the drain began
 	flushed uint64 // bytes the drain has flushed since
+	probed  uint64 // flushed when the last tail probe was asked for
+	// flushedNow is flushed, for the tail probe's goroutine.
+	flushedNow atomic.Uint64
 }
 
 func (n *Node) newRoomGate(s network.Stream) *roomGate {
@@ -177,6 +181,48 @@ func (g *roomGate) wait() error {
 			return g.n.ctx.Err()
 		}
 	}
+}
+
+// tailProbeWithin bounds how long a tail probe waits for the drain's last
+// bytes to leave the socket (two 14 kB chunks take 3.6 s at 64 kbit/s).
+const tailProbeWithin = 30 * time.Second
+
+// probeTail sends a tail probe (host.ProbeTail) once everything the drain
+// has flushed has left the socket, unless the drain writes more meanwhile
+// (its next tail is probed then). Called when the drain has nothing more
+// to send and waits for acks; once per tail.
+func (g *roomGate) probeTail() {
+	mark := g.flushed
+	if mark == g.probed {
+		return
+	}
+	g.probed = mark
+	g.n.loop(func() {
+		var last uint64
+		for start := time.Now(); time.Since(start) < tailProbeWithin; {
+			st, ok := g.n.h.Socket(g.conn)
+			if !ok || g.flushedNow.Load() != mark {
+				return
+			}
+			// All of it in the socket and sent once, and nothing written
+			// since the last look (yamux holds nothing back).
+			if st.Unsent == 0 && st.Written-g.base >= mark && st.Written == last {
+				if g.n.h.ProbeTail(g.conn) {
+					g.n.Metrics.Inc("delivery_tail_probes")
+				}
+				return
+			}
+			last = st.Written
+			d := time.Duration(float64(gateBacklog(st, g.base, mark)) / float64(g.rate) * float64(time.Second))
+			t := time.NewTimer(min(max(d, 20*time.Millisecond), 500*time.Millisecond))
+			select {
+			case <-t.C:
+			case <-g.n.ctx.Done():
+				t.Stop()
+				return
+			}
+		}
+	})
 }
 
 // gateBacklog is what a drain has written that TCP has not sent: unsent in

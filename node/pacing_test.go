@@ -111,3 +111,45 @@ func TestGateCountsBytesNotYetInTheSocket(t *testing.T) {
 		t.Errorf("room with no acks owed: %d, want two buffers (%d)", r, 2*pacedChunkSolo)
 	}
 }
+
+// A paced drain that has sent everything and waits for acks sends one tail
+// probe (a yamux ping) once its last bytes have left the socket; an
+// unpaced one (here: a kernel or emulator that refuses pacing) sends none.
+func TestAPacedDrainProbesItsTail(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	p, err := plan.New([]plan.Window{{Start: now.Add(-time.Hour), End: now.Add(time.Hour), RateBps: 64000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	contact := Contact{Profile: ProfileFor(ProfileOrbital), Plan: p}
+	tn := newTestNet(t)
+	master := tn.peerOf("master", RoleMaster)
+	nn := tn.peerOf("nano", RoleNano)
+	master.opts.Nanos = []peer.AddrInfo{nn.info()}
+	master.opts.NanoContacts = map[peer.ID]Contact{nn.host.ID(): contact}
+	// The master holds its acks until the probe is out, so the drain is
+	// still waiting for them when its bytes have left.
+	release := make(chan struct{})
+	master.opts.afterApply = func([]string) { <-release }
+	nn.opts.Master = master.info()
+	nn.opts.Contact = contact
+	master.start(t)
+	nn.start(t)
+	if err := nn.PutResource(ctx, dtn.OpCreate, "board", nn.ID(), make([]byte, 3000)); err != nil {
+		t.Fatal(err)
+	}
+	if host.PacingPassesThrough() {
+		eventually(t, "a tail probe", 30*time.Second, func() bool { return nn.Metrics.Get("delivery_tail_probes") == 1 })
+	}
+	close(release)
+	eventually(t, "the delivery", 30*time.Second, func() bool { return hasResource(master, "board") })
+	eventually(t, "the nano's queue empty", 30*time.Second, func() bool { return nn.store.Len(string(master.ID())) == 0 })
+	want := uint64(1)
+	if !host.PacingPassesThrough() {
+		want = 0
+	}
+	if got := nn.Metrics.Get("delivery_tail_probes"); got != want {
+		t.Fatalf("%d tail probes, want %d", got, want)
+	}
+}
