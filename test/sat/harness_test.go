@@ -184,6 +184,8 @@ type benchOpts struct {
 	lead     time.Duration // before the first window
 	rogue    bool          // also start a rogue master with the PSK in the ground namespace
 	noLinkUp bool
+	lossless bool          // no random loss (a test loses chosen packets: Link.SetLose)
+	interval time.Duration // heartbeat_interval on both sides; 0: 2 s
 }
 
 var benchSeq struct {
@@ -252,7 +254,11 @@ func newBench(t testing.TB, o benchOpts) *bench {
 		}
 	}
 	seed := linkSeed(t, n)
-	b.link = linkemu.NewLink(gt, st, radio, radio, seed)
+	shape := radio
+	if o.lossless {
+		shape.Loss = 0
+	}
+	b.link = linkemu.NewLink(gt, st, shape, shape, seed)
 	b.link.OnChange = func(up bool, at time.Time) {
 		if up {
 			select {
@@ -295,7 +301,10 @@ func newBench(t testing.TB, o benchOpts) *bench {
 		}
 		return dir, key, strings.TrimSpace(string(out))
 	}
-	timing := "heartbeat_interval = \"2s\"\nguard = \"1s\"\ngrace = \"5s\"\nretry_base = \"1s\"\nretry_ceiling = \"4s\"\n"
+	if o.interval == 0 {
+		o.interval = 2 * time.Second
+	}
+	timing := fmt.Sprintf("heartbeat_interval = %q\n", o.interval.String()) + "guard = \"1s\"\ngrace = \"5s\"\nretry_base = \"1s\"\nretry_ceiling = \"4s\"\n"
 	gdir, gkey, gid := keygen("ground")
 	sdir, skey, sid := keygen("nano")
 	gcfg := filepath.Join(gdir, "gardend.toml")

@@ -26,6 +26,18 @@ type Link struct {
 	BtoA   Stats
 	// OnChange, if set, is told when the link goes up or down.
 	OnChange func(up bool, at time.Time)
+	lose     atomic.Pointer[func(pkt []byte, behind [][]byte) bool]
+}
+
+// SetLose asks lose about each packet of b→a as it reaches a, with the
+// packets on the air or queued behind it; true loses it. A test loses a
+// chosen packet with it (the last of a burst, say). nil: none.
+func (l *Link) SetLose(lose func(pkt []byte, behind [][]byte) bool) {
+	if lose == nil {
+		l.lose.Store(nil)
+		return
+	}
+	l.lose.Store(&lose)
 }
 
 // NewLink returns a link, initially down, shaping a→b with ab and b→a with
@@ -61,11 +73,12 @@ func (l *Link) Run(ctx context.Context) {
 		src, dst io.ReadWriter
 		pipe     *Pipe
 		st       *Stats
-	}{{l.a, l.b, l.ab, &l.AtoB}, {l.b, l.a, l.ba, &l.BtoA}} {
+		chosen   bool // SetLose applies
+	}{{l.a, l.b, l.ab, &l.AtoB, false}, {l.b, l.a, l.ba, &l.BtoA, true}} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.forward(ctx, d.src, d.dst, d.pipe, d.st)
+			l.forward(ctx, d.src, d.dst, d.pipe, d.st, d.chosen)
 		}()
 	}
 	wg.Wait()
@@ -115,7 +128,7 @@ func (s *schedule) Pop() any {
 	return x
 }
 
-func (l *Link) forward(ctx context.Context, src, dst io.ReadWriter, p *Pipe, st *Stats) {
+func (l *Link) forward(ctx context.Context, src, dst io.ReadWriter, p *Pipe, st *Stats, chosen bool) {
 	var (
 		mu   sync.Mutex
 		q    schedule
@@ -131,8 +144,18 @@ func (l *Link) forward(ctx context.Context, src, dst io.ReadWriter, p *Pipe, st 
 					break
 				}
 				x := heap.Pop(&q).(scheduled)
+				var lose func([]byte, [][]byte) bool
+				var behind [][]byte
+				if f := l.lose.Load(); chosen && f != nil {
+					lose = *f
+					for _, y := range q {
+						behind = append(behind, y.pkt)
+					}
+				}
 				mu.Unlock()
-				if l.up.Load() { // a packet in flight when the link drops is lost
+				if lose != nil && lose(x.pkt, behind) {
+					st.Lost.Add(1)
+				} else if l.up.Load() { // a packet in flight when the link drops is lost
 					dst.Write(x.pkt)
 					st.Packets.Add(1)
 					st.Bytes.Add(uint64(len(x.pkt)))
