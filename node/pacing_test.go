@@ -12,23 +12,29 @@ import (
 	"gardend/plan"
 )
 
-// The planned rate of the window a drain runs in reaches the socket, on
-// the nano (its own plan) and on the master (the nano's plan).
-func TestDrainsArePacedAtThePlannedRate(t *testing.T) {
-	ctx := context.Background()
-	now := time.Now()
+// plannedPair is a master and its nano in a window planned at 64 kbit/s
+// from an hour ago to an hour from now, not started.
+func plannedPair(t *testing.T, now time.Time) (master, nn *tnode) {
 	p, err := plan.New([]plan.Window{{Start: now.Add(-time.Hour), End: now.Add(time.Hour), RateBps: 64000}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	contact := Contact{Profile: ProfileFor(ProfileOrbital), Plan: p}
 	tn := newTestNet(t)
-	master := tn.peerOf("master", RoleMaster)
-	nn := tn.peerOf("nano", RoleNano)
+	master, nn = tn.peerOf("master", RoleMaster), tn.peerOf("nano", RoleNano)
 	master.opts.Nanos = []peer.AddrInfo{nn.info()}
 	master.opts.NanoContacts = map[peer.ID]Contact{nn.host.ID(): contact}
 	nn.opts.Master = master.info()
 	nn.opts.Contact = contact
+	return master, nn
+}
+
+// The planned rate of the window a drain runs in reaches the socket, on
+// the nano (its own plan) and on the master (the nano's plan).
+func TestDrainsArePacedAtThePlannedRate(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	master, nn := plannedPair(t, now)
 	master.start(t)
 	nn.start(t)
 	if err := nn.PutResource(ctx, dtn.OpCreate, "board", nn.ID(), []byte("from board")); err != nil {
@@ -117,23 +123,11 @@ func TestGateCountsBytesNotYetInTheSocket(t *testing.T) {
 // unpaced one (here: a kernel or emulator that refuses pacing) sends none.
 func TestAPacedDrainProbesItsTail(t *testing.T) {
 	ctx := context.Background()
-	now := time.Now()
-	p, err := plan.New([]plan.Window{{Start: now.Add(-time.Hour), End: now.Add(time.Hour), RateBps: 64000}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	contact := Contact{Profile: ProfileFor(ProfileOrbital), Plan: p}
-	tn := newTestNet(t)
-	master := tn.peerOf("master", RoleMaster)
-	nn := tn.peerOf("nano", RoleNano)
-	master.opts.Nanos = []peer.AddrInfo{nn.info()}
-	master.opts.NanoContacts = map[peer.ID]Contact{nn.host.ID(): contact}
+	master, nn := plannedPair(t, time.Now())
 	// The master holds its acks until the probe is out, so the drain is
 	// still waiting for them when its bytes have left.
 	release := make(chan struct{})
 	master.opts.afterApply = func([]string) { <-release }
-	nn.opts.Master = master.info()
-	nn.opts.Contact = contact
 	master.start(t)
 	nn.start(t)
 	if err := nn.PutResource(ctx, dtn.OpCreate, "board", nn.ID(), make([]byte, 3000)); err != nil {

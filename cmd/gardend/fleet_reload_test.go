@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,8 +12,6 @@ import (
 
 	"gardend/config"
 	"gardend/fleet"
-	"gardend/host"
-	"gardend/metrics/promtest"
 	"gardend/plan"
 )
 
@@ -36,15 +33,7 @@ func loader(path string) func() (*config.Config, error) {
 // the plan the nano confirmed.
 func TestReloadKeepsPushesInForce(t *testing.T) {
 	dir := t.TempDir()
-	pskFile := filepath.Join(dir, "psk.key")
-	if err := host.WriteNewPSK(pskFile); err != nil {
-		t.Fatal(err)
-	}
-	key, nanoKey := filepath.Join(dir, "id.key"), filepath.Join(dir, "nano.key")
-	_, groundOut, _ := runCLI(t, "keygen", "--key", key)
-	_, nanoOut, _ := runCLI(t, "keygen", "--key", nanoKey)
-	groundID, nanoID := peerIDFrom(t, groundOut), peerIDFrom(t, nanoOut)
-	groundAddr := "/ip4/127.0.0.1/tcp/" + strings.Split(promtest.FreePort(t), ":")[1]
+	pskFile, key, nanoKey, groundID, nanoID, groundAddr := groundAndNanoFiles(t, dir)
 	gcfg := filepath.Join(dir, "ground.toml")
 	if err := os.WriteFile(gcfg, []byte(`name = "ground"
 roles = ["master"]

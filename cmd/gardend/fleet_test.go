@@ -67,6 +67,21 @@ addrs = ["`+masterAddr+`"]
 	return cfg
 }
 
+// groundAndNanoFiles makes, in dir, what a ground and a nano share (a PSK)
+// and their keys, and picks the ground's address.
+func groundAndNanoFiles(t *testing.T, dir string) (pskFile, key, nanoKey, groundID, nanoID, groundAddr string) {
+	pskFile = filepath.Join(dir, "psk.key")
+	if err := host.WriteNewPSK(pskFile); err != nil {
+		t.Fatal(err)
+	}
+	key, nanoKey = filepath.Join(dir, "id.key"), filepath.Join(dir, "nano.key")
+	_, groundOut, _ := runCLI(t, "keygen", "--key", key)
+	_, nanoOut, _ := runCLI(t, "keygen", "--key", nanoKey)
+	groundID, nanoID = peerIDFrom(t, groundOut), peerIDFrom(t, nanoOut)
+	groundAddr = "/ip4/127.0.0.1/tcp/" + strings.Split(promtest.FreePort(t), ":")[1]
+	return
+}
+
 func peerIDFrom(t *testing.T, keygenOut string) string {
 	for _, f := range strings.Fields(keygenOut) {
 		if strings.HasPrefix(f, "12D3KooW") {
@@ -108,15 +123,7 @@ func fleetShow(t *testing.T, sock, nano string) fleet.ShowReport {
 // key that may not change in flight is refused at once, naming it.
 func TestFleetThroughTheCLI(t *testing.T) {
 	dir := t.TempDir()
-	pskFile := filepath.Join(dir, "psk.key")
-	if err := host.WriteNewPSK(pskFile); err != nil {
-		t.Fatal(err)
-	}
-	key, nanoKey := filepath.Join(dir, "id.key"), filepath.Join(dir, "nano.key")
-	_, groundOut, _ := runCLI(t, "keygen", "--key", key)
-	_, nanoOut, _ := runCLI(t, "keygen", "--key", nanoKey)
-	groundID, nanoID := peerIDFrom(t, groundOut), peerIDFrom(t, nanoOut)
-	groundAddr := "/ip4/127.0.0.1/tcp/" + strings.Split(promtest.FreePort(t), ":")[1]
+	pskFile, key, nanoKey, groundID, nanoID, groundAddr := groundAndNanoFiles(t, dir)
 	cfg := filepath.Join(dir, "ground.toml")
 	os.WriteFile(cfg, []byte(`name = "ground"
 roles = ["master"]
