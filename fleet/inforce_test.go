@@ -73,13 +73,7 @@ func TestConfiguredContactKeepsPushesOnTop(t *testing.T) {
 // plan, a new configured contact for it (a reload on the ground) leaves the
 // master's copy on the plan the nano follows.
 func TestMasterCopyKeepsConfirmedPlanOnReload(t *testing.T) {
-	k := newKit(t, tp)
-	master := k.peer("ground", node.RoleMaster, "")
-	nano := k.peer("nano-1", node.RoleNano, "")
-	nid := nano.Host.ID()
-	continuous := node.Contact{Profile: node.ProfileFor(node.ProfileContinuous)}
-	k.startMaster(master, []peer.AddrInfo{nano.info()}, map[peer.ID]node.Contact{nid: continuous})
-	k.startNano(nano, master.info(), continuous)
+	_, master, nano, nid := continuousPair(t)
 	if _, err := master.mstr.Push(context.Background(), nid, KindPlan, csvPlan(tp.Add(time.Hour), 10*time.Minute), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +83,7 @@ func TestMasterCopyKeepsConfirmedPlanOnReload(t *testing.T) {
 	})
 	followed := master.node.NanoContact(nid).Plan
 
-	conf := continuous
+	conf := node.Contact{Profile: node.ProfileFor(node.ProfileContinuous)}
 	conf.Plan = windows(t, tp.Add(3*time.Hour), 2, time.Hour, 5*time.Minute)
 	master.mstr.SetNanoConfigured(nid, conf)
 	if got := master.node.NanoContact(nid).Plan; got == nil || !sameWindows(got, followed) {
@@ -105,13 +99,7 @@ func TestMasterCopyKeepsConfirmedPlanOnReload(t *testing.T) {
 // nano's clock, both the nano's plan and the master's copy of it have
 // windows beyond that span, and agree to the second.
 func TestPushedElementsPredictedAnew(t *testing.T) {
-	k := newKit(t, tp)
-	master := k.peer("ground", node.RoleMaster, "")
-	nano := k.peer("nano-1", node.RoleNano, "")
-	nid := nano.Host.ID()
-	continuous := node.Contact{Profile: node.ProfileFor(node.ProfileContinuous)}
-	k.startMaster(master, []peer.AddrInfo{nano.info()}, map[peer.ID]node.Contact{nid: continuous})
-	k.startNano(nano, master.info(), continuous)
+	k, master, nano, nid := continuousPair(t)
 	if _, err := master.mstr.Push(context.Background(), nid, KindElements, ommAt("2025-09-04T02:26:37"), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -307,4 +295,17 @@ func TestPushHistoryEvictsSettledFirst(t *testing.T) {
 	if !kept || len(log.Pushes) != maxPushLog {
 		t.Fatalf("%d entries; the applied plan the master's copy follows kept: %v", len(log.Pushes), kept)
 	}
+}
+
+// continuousPair starts a master and one nano in continuous contact, on the
+// kit's clock.
+func continuousPair(t *testing.T) (k *kit, master, nano *peerKit, nid peer.ID) {
+	k = newKit(t, tp)
+	master = k.peer("ground", node.RoleMaster, "")
+	nano = k.peer("nano-1", node.RoleNano, "")
+	nid = nano.Host.ID()
+	continuous := node.Contact{Profile: node.ProfileFor(node.ProfileContinuous)}
+	k.startMaster(master, []peer.AddrInfo{nano.info()}, map[peer.ID]node.Contact{nid: continuous})
+	k.startNano(nano, master.info(), continuous)
+	return k, master, nano, nid
 }

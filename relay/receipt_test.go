@@ -7,7 +7,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"gardend/dtn"
-	"gardend/origin"
 )
 
 // ledgerIDs are the master's entry IDs its ledger shows handed to a
@@ -68,15 +67,7 @@ func TestNanoCannotSendReceiptThroughStation(t *testing.T) {
 	}
 	env := &Envelope{Origin: []byte(x.n.id()), Dest: []byte(x.master.id()), ID: 1 << 40, Protocol: ReceiptProtocol,
 		Level: uint8(dtn.Critical), Payload: receipt}
-	atts, err := origin.SignEntries(x.n.KS, x.n.KS.PublicKey(), []origin.Entry{env.signed(x.n.id(), x.master.id())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.Att = atts[0]
-	body, err := x.f.codec.Marshal(env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := x.signedByNano(t, env)
 	x.sendReceipt(t, body, Protocol)
 
 	expectHanded(t, x, "svalbard", x.svalbard.End, len(down))

@@ -331,15 +331,7 @@ func TestSameEntryThroughTwoStations(t *testing.T) {
 	}
 	env := &Envelope{Origin: []byte(x.n.id()), Dest: []byte(x.master.id()), ID: 5, Protocol: node.ProtoResource,
 		Op: uint8(dtn.OpCreate), Resource: "twice", Level: uint8(dtn.Critical), Payload: mut}
-	atts, err := origin.SignEntries(x.n.KS, x.n.KS.PublicKey(), []origin.Entry{env.signed(x.n.id(), x.master.id())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.Att = atts[0]
-	body, err := x.f.codec.Marshal(env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := x.signedByNano(t, env)
 	for _, s := range []*member{x.s1, x.s2} {
 		if _, _, err := s.Store.Enqueue(context.Background(), dtn.Entry{Dest: string(x.master.id()), Protocol: Protocol, Payload: body, Level: dtn.Critical}); err != nil {
 			t.Fatal(err)
@@ -380,4 +372,20 @@ func TestUnreachableStationReclaimed(t *testing.T) {
 	if a, d := metric(x.n, "deliveries_applied"), metric(x.n, "deliveries_duplicate"); a != uint64(len(down)) || d != 0 {
 		t.Fatalf("nano applied %d (duplicates %d), want %d", a, d, len(down))
 	}
+}
+
+// signedByNano signs env as the nano's own entry for the master (its
+// end-to-end signature) and encodes it.
+func (x *twoStations) signedByNano(t *testing.T, env *Envelope) []byte {
+	t.Helper()
+	atts, err := origin.SignEntries(x.n.KS, x.n.KS.PublicKey(), []origin.Entry{env.signed(x.n.id(), x.master.id())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Att = atts[0]
+	body, err := x.f.codec.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
 }
