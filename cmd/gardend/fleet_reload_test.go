@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -34,20 +33,7 @@ func loader(path string) func() (*config.Config, error) {
 func TestReloadKeepsPushesInForce(t *testing.T) {
 	dir := t.TempDir()
 	pskFile, key, nanoKey, groundID, nanoID, groundAddr := groundAndNanoFiles(t, dir)
-	gcfg := filepath.Join(dir, "ground.toml")
-	if err := os.WriteFile(gcfg, []byte(`name = "ground"
-roles = ["master"]
-data_dir = "`+filepath.Join(dir, "ground")+`"
-listen = ["`+groundAddr+`"]
-psk_file = "`+pskFile+`"
-key = "`+key+`"
-log_level = "warn"
-[[nanos]]
-peer_id = "`+nanoID+`"
-profile = "continuous"
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	gcfg := masterOfOneConfig(t, dir, key, pskFile, groundAddr, nanoID, "profile = \"continuous\"\n")
 	ncfg := nanoConfig(t, dir, "sat-1", nanoKey, pskFile, groundID, groundAddr)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

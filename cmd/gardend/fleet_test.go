@@ -67,6 +67,25 @@ addrs = ["`+masterAddr+`"]
 	return cfg
 }
 
+// masterOfOneConfig writes dir/ground.toml: a master at addr with one nano
+// (nanoID), nanoExtra appended to its [[nanos]] table.
+func masterOfOneConfig(t *testing.T, dir, key, pskFile, addr, nanoID, nanoExtra string) string {
+	cfg := filepath.Join(dir, "ground.toml")
+	if err := os.WriteFile(cfg, []byte(`name = "ground"
+roles = ["master"]
+data_dir = "`+filepath.Join(dir, "ground")+`"
+listen = ["`+addr+`"]
+psk_file = "`+pskFile+`"
+key = "`+key+`"
+log_level = "warn"
+[[nanos]]
+peer_id = "`+nanoID+`"
+`+nanoExtra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 // groundAndNanoFiles makes, in dir, what a ground and a nano share (a PSK)
 // and their keys, and picks the ground's address.
 func groundAndNanoFiles(t *testing.T, dir string) (pskFile, key, nanoKey, groundID, nanoID, groundAddr string) {
@@ -124,17 +143,7 @@ func fleetShow(t *testing.T, sock, nano string) fleet.ShowReport {
 func TestFleetThroughTheCLI(t *testing.T) {
 	dir := t.TempDir()
 	pskFile, key, nanoKey, groundID, nanoID, groundAddr := groundAndNanoFiles(t, dir)
-	cfg := filepath.Join(dir, "ground.toml")
-	os.WriteFile(cfg, []byte(`name = "ground"
-roles = ["master"]
-data_dir = "`+filepath.Join(dir, "ground")+`"
-listen = ["`+groundAddr+`"]
-psk_file = "`+pskFile+`"
-key = "`+key+`"
-log_level = "warn"
-[[nanos]]
-peer_id = "`+nanoID+`"
-`), 0o600)
+	cfg := masterOfOneConfig(t, dir, key, pskFile, groundAddr, nanoID, "")
 	ground := startRun(t, cfg, filepath.Join(dir, "ground", "control.sock"))
 	startRun(t, nanoConfig(t, dir, "sat-1", nanoKey, pskFile, groundID, groundAddr), filepath.Join(dir, "sat-1", "control.sock"))
 
