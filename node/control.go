@@ -11,6 +11,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -206,34 +207,45 @@ func ParseControlRequest(line string) (ControlRequest, error) {
 }
 
 // ServeControl answers control requests on a unix socket at path, mode
-// 0600, until ctx ends. A line that is not a request is answered with the
-// error and told to malformed (a metric; nil: nobody counts). A stale
-// socket left by a crash is replaced; a live one (another daemon) is an
-// error.
-func ServeControl(ctx context.Context, path string, handle func(context.Context, ControlRequest) ControlResponse, malformed func(error)) error {
+// 0600, until ctx ends or stop. stop returns once the socket is closed and
+// removed, so a daemon that calls it before exiting leaves none behind. A
+// line that is not a request is answered with the error and told to
+// malformed (a metric; nil: nobody counts). A stale socket left by a crash
+// is replaced; a live one (another daemon) is an error.
+func ServeControl(ctx context.Context, path string, handle func(context.Context, ControlRequest) ControlResponse, malformed func(error)) (stop func(), err error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
-			return fmt.Errorf("control socket %s exists and is not a socket", path)
+			return nil, fmt.Errorf("control socket %s exists and is not a socket", path)
 		}
 		if c, err := net.Dial("unix", path); err == nil {
 			c.Close()
-			return fmt.Errorf("control socket %s is in use: is another gardend running?", path)
+			return nil, fmt.Errorf("control socket %s is in use: is another gardend running?", path)
 		}
 		os.Remove(path)
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
-		return err
+		return nil, err
+	}
+	stopped := make(chan struct{})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() { ln.Close() })
+		<-stopped
 	}
 	go func() {
-		<-ctx.Done()
-		ln.Close()
+		select {
+		case <-ctx.Done():
+			once.Do(func() { ln.Close() })
+		case <-stopped:
+		}
 	}()
 	go func() {
+		defer close(stopped)
 		defer os.Remove(path)
 		for {
 			c, err := ln.Accept()
@@ -259,7 +271,7 @@ func ServeControl(ctx context.Context, path string, handle func(context.Context,
 			}()
 		}
 	}()
-	return nil
+	return stop, nil
 }
 
 // AskControl sends one request to the daemon behind path.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -27,7 +28,8 @@ func TestControlSocketAnswersAndCountsAMalformedLine(t *testing.T) {
 		lastErr.Store(err)
 		malformed.Add(1)
 	}
-	if err := ServeControl(ctx, path, handle, count); err != nil {
+	stop, err := ServeControl(ctx, path, handle, count)
+	if err != nil {
 		t.Fatal(err)
 	}
 	c, err := net.Dial("unix", path)
@@ -57,5 +59,10 @@ func TestControlSocketAnswersAndCountsAMalformedLine(t *testing.T) {
 	}
 	if got := malformed.Load(); got != 1 {
 		t.Fatalf("a good request was counted as malformed (%d)", got)
+	}
+	// Once stop returns the socket is gone (a daemon exits right after).
+	stop()
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("control socket left after stop: %v", err)
 	}
 }

@@ -40,8 +40,9 @@ type daemon struct {
 
 	// metrics holds the collectors behind [metrics] listen: the node's own
 	// and, on a master, one series set per nano (fleet/).
-	metrics    *metrics.Registry
-	metricsSrv *metrics.Server // nil unless metrics.listen is set
+	metrics     *metrics.Registry
+	metricsSrv  *metrics.Server // nil unless metrics.listen is set
+	stopControl func()          // closes the control socket and removes it
 
 	nanoFleet   *fleet.Nano   // a nano's reports and the pushes it takes
 	masterFleet *fleet.Master // a master's view of its nanos and its pushes
@@ -229,7 +230,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 		d.relay.Start(nctx, d.node)
 	}
 	countMalformed := func(error) { d.node.Metrics.Inc("control_requests_malformed") }
-	if err := node.ServeControl(nctx, cfg.ControlPath(), d.control, countMalformed); err != nil {
+	if d.stopControl, err = node.ServeControl(nctx, cfg.ControlPath(), d.control, countMalformed); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	d.metrics = metrics.NewRegistry()
@@ -301,6 +302,9 @@ func addrInfo(p config.Peer) (peer.AddrInfo, error) {
 // the keystore.
 func (d *daemon) Close() error {
 	var errs []error
+	if d.stopControl != nil { // its requests read the node; the socket goes with it
+		d.stopControl()
+	}
 	if d.metricsSrv != nil { // its collectors read the node and the store
 		errs = append(errs, d.metricsSrv.Close())
 	}
