@@ -12,6 +12,9 @@ ARCHES   := amd64 arm64 arm riscv64
 HSM_PKGS := ./hsm/... ./node/... ./cmd/... ./origin/...
 # Packages whose code changes with the nodht build tag (the nano's build).
 NANO_PKGS := ./host/... ./node/... ./cmd/...
+# Modules of gardend's own that go.mod substitutes for a dependency, with
+# tests of their own (shim/client_golang is inert and has none).
+SHIM_MODS := shim/protobuf
 # Debian cross compilers per GOARCH, for cgo (pkcs11) builds.
 CC_arm64   := aarch64-linux-gnu-gcc
 CC_riscv64 := riscv64-linux-gnu-gcc
@@ -77,14 +80,17 @@ lint: ## gofmt and go vet (both build flavours)
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags pkcs11 $(PKGS)
 	$(GO) vet -tags nodht $(NANO_PKGS)
+	@set -e; for m in $(SHIM_MODS); do (cd $$m && $(GO) vet ./...); done
 
 test: ## unit tests, native, all flavours (pkcs11 against SoftHSM; nodht, the nano's)
 	$(GO) test $(PKGS)
+	@set -e; for m in $(SHIM_MODS); do (cd $$m && $(GO) test ./...); done
 	$(GO) test -tags pkcs11 $(HSM_PKGS)
 	$(GO) test -tags nodht $(NANO_PKGS)
 
 test-race: ## unit tests, native, all flavours, with the race detector
 	$(GO) test -race $(PKGS)
+	@set -e; for m in $(SHIM_MODS); do (cd $$m && $(GO) test -race ./...); done
 	$(GO) test -race -tags pkcs11 $(HSM_PKGS)
 	$(GO) test -race -tags nodht $(NANO_PKGS)
 
@@ -93,6 +99,7 @@ test-cross: ## unit tests for arm64, arm and riscv64 under qemu-user
 		case $$a in arm64) q=$(QEMU_arm64);; arm) q=$(QEMU_arm);; riscv64) q=$(QEMU_riscv64);; esac; \
 		echo "== go test GOARCH=$$a under $$q"; \
 		CGO_ENABLED=0 GOARCH=$$a GOARM=7 GARDEND_EXEC_WRAPPER=$$q $(GO) test -exec $$q $(PKGS); \
+		for m in $(SHIM_MODS); do (cd $$m && CGO_ENABLED=0 GOARCH=$$a GOARM=7 $(GO) test -exec $$q ./...); done; \
 	done
 
 test-hsm-arm64: ## pkcs11 build's tests for arm64 under qemu, against an arm64 SoftHSM
@@ -160,7 +167,7 @@ fuzz: ## every fuzz target for FUZZTIME (default 10s) each
 	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
 		d=$$(dirname $$f); \
 		for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
-			echo "== $$d $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$d; \
+			echo "== $$d $$t"; (cd $$d && $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) .); \
 		done; \
 	done
 

@@ -85,3 +85,8 @@ require (
 // keeps the client out of every build (and net/http, crypto/tls, regexp it
 // drags in out of the nano). See shim/client_golang/prometheus.
 replace github.com/prometheus/client_golang => ./shim/client_golang
+
+// go-libp2p's protobuf messages only need marshalling; a stand-in codec
+// over the generated structs keeps the reflective runtime out of every
+// build, byte for byte compatible. See shim/protobuf.
+replace google.golang.org/protobuf => ./shim/protobuf
