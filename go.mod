@@ -90,3 +90,7 @@ replace github.com/prometheus/client_golang => ./shim/client_golang
 // over the generated structs keeps the reflective runtime out of every
 // build, byte for byte compatible. See shim/protobuf.
 replace google.golang.org/protobuf => ./shim/protobuf
+
+// A 0.7 MB table for a key type no gardend peer has (identities are
+// Ed25519): a stand-in that refuses secp256k1 keys. See shim/secp256k1.
+replace github.com/decred/dcrd/dcrec/secp256k1/v4 => ./shim/secp256k1

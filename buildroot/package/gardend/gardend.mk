@@ -55,4 +55,4 @@ $(eval $(golang-package))
 # probably not listed" to a licence set before it: this one names every
 # module linked into the binary (checked by go test ./scripts/licenses/),
 # their texts in THIRD_PARTY_LICENSES (hashes in gardend.hash).
-GARDEND_LICENSE = Apache-2.0 (gardend), Apache-2.0, BSD-3-Clause, ISC, MIT, MPL-2.0 (vendored Go modules)
+GARDEND_LICENSE = Apache-2.0 (gardend), Apache-2.0, BSD-3-Clause, MIT, MPL-2.0 (vendored Go modules)
