@@ -80,3 +80,19 @@ func groundProtobufInputs() []protobufInput {
 		{"cluster level from a 64-bit varint", dht, "50ffffffff0f"},
 	}
 }
+
+// TestNestedProtobufEnumNames: the DHT's enums are declared inside its
+// message, after the file's own: their names come in the generated code's
+// order all the same.
+func TestNestedProtobufEnumNames(t *testing.T) {
+	if got := dhtpb.Message_FIND_NODE.String(); got != "FIND_NODE" {
+		t.Errorf("Message_FIND_NODE.String() = %q", got)
+	}
+	if got := dhtpb.Message_CANNOT_CONNECT.String(); got != "CANNOT_CONNECT" {
+		t.Errorf("Message_CANNOT_CONNECT.String() = %q", got)
+	}
+	m := &dhtpb.Message{Type: dhtpb.Message_PING, CloserPeers: []*dhtpb.Message_Peer{{Connection: dhtpb.Message_CONNECTED}}}
+	if got, want := m.String(), "type:PING closerPeers:{connection:CONNECTED}"; got != want {
+		t.Errorf("Message.String() = %s, want %s", got, want)
+	}
+}

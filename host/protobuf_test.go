@@ -275,3 +275,28 @@ func nanoProtobufInputs() []protobufInput {
 		{"empty input", rec, ""},
 	}
 }
+
+// TestProtobufEnumNames: enums print their names (read from the raw
+// descriptor on first use), unnamed numbers print as numbers, and a
+// message prints its fields for logs.
+func TestProtobufEnumNames(t *testing.T) {
+	for k, want := range map[cpb.KeyType]string{
+		cpb.KeyType_RSA: "RSA", cpb.KeyType_Ed25519: "Ed25519", cpb.KeyType_Secp256k1: "Secp256k1",
+		cpb.KeyType_ECDSA: "ECDSA", cpb.KeyType(99): "99",
+	} {
+		if got := k.String(); got != want {
+			t.Errorf("KeyType(%d).String() = %q, want %q", int32(k), got, want)
+		}
+	}
+	var k cpb.KeyType
+	if err := k.UnmarshalJSON([]byte(`"Secp256k1"`)); err != nil || k != cpb.KeyType_Secp256k1 {
+		t.Errorf("KeyType from JSON name: %v, %v", k, err)
+	}
+	if err := k.UnmarshalJSON([]byte(`"Nope"`)); err == nil {
+		t.Error("KeyType from an unknown JSON name was read")
+	}
+	ed := cpb.KeyType_Ed25519
+	if got, want := (&cpb.PublicKey{Type: &ed, Data: []byte{1}}).String(), `Type:Ed25519 Data:"\x01"`; got != want {
+		t.Errorf("PublicKey.String() = %s, want %s", got, want)
+	}
+}

@@ -99,22 +99,68 @@ type Out struct {
 	File protoreflect.FileDescriptor
 }
 
-// Build reads the enums' value names from the raw descriptor into
-// EnumInfos. A descriptor it cannot read leaves enums unnamed (String
-// then prints numbers); it never fails a program's initialisation.
+// Build gives the enums their descriptors. They read their value names
+// from the raw descriptor on first use, not here: a program's
+// initialisation only records where they are.
 func (tb TypeBuilder) Build() Out {
-	path, enums := readFile(tb.File.RawDescriptor)
-	if len(enums) == len(tb.EnumInfos) {
-		for i := range tb.EnumInfos {
-			tb.EnumInfos[i].Desc = enums[i]
-		}
+	f := &lazyFile{raw: tb.File.RawDescriptor, numEnums: len(tb.EnumInfos)}
+	for i := range tb.EnumInfos {
+		tb.EnumInfos[i].Desc = lazyEnum{file: f, index: i}
 	}
-	return Out{File: fileDesc(path)}
+	return Out{File: f}
 }
 
-type fileDesc string
+// lazyFile is a generated file's raw descriptor, read once when needed.
+type lazyFile struct {
+	once     sync.Once
+	raw      []byte
+	numEnums int
+	path     string
+	enums    []protoreflect.EnumDescriptor
+}
 
-func (f fileDesc) Path() string { return string(f) }
+func (f *lazyFile) read() {
+	f.once.Do(func() {
+		path, enums := readFile(f.raw)
+		f.path = path
+		if len(enums) == f.numEnums { // else leave them unnamed: String prints numbers
+			f.enums = enums
+		}
+	})
+}
+
+func (f *lazyFile) Path() string {
+	f.read()
+	return f.path
+}
+
+// lazyEnum is the index-th enum of a file.
+type lazyEnum struct {
+	file  *lazyFile
+	index int
+}
+
+func (e lazyEnum) desc() protoreflect.EnumDescriptor {
+	e.file.read()
+	if e.index < len(e.file.enums) {
+		return e.file.enums[e.index]
+	}
+	return nil
+}
+
+func (e lazyEnum) ValueName(n protoreflect.EnumNumber) (string, bool) {
+	if d := e.desc(); d != nil {
+		return d.ValueName(n)
+	}
+	return "", false
+}
+
+func (e lazyEnum) ValueNumber(name string) (protoreflect.EnumNumber, bool) {
+	if d := e.desc(); d != nil {
+		return d.ValueNumber(name)
+	}
+	return 0, false
+}
 
 // enumDesc is one enum's values.
 type enumDesc struct {
