@@ -5,6 +5,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // kind is how a field's values are written.
@@ -69,7 +72,7 @@ func (l *layout) find(num int32) *field {
 	return nil
 }
 
-// codec holds the layouts worked out during one call.
+// codec holds the layouts used during one call.
 type codec struct {
 	layouts map[reflect.Type]*layout
 	// partial: Size and Merge check neither required fields nor UTF-8.
@@ -82,13 +85,56 @@ func unsupported(t reflect.Type, name, what string) error {
 	return &Error{Reason: t.Name() + "." + name + ": " + what + " is not supported by gardend's protobuf stand-in"}
 }
 
-// layoutOf reads the tags of struct type t.
-func (c *codec) layoutOf(t reflect.Type) (*layout, error) {
+// Cache holds one message type's layout, worked out once. The runtime
+// keeps one in each generated type's MessageInfo, as the real runtime
+// keeps its own tables there: reading the tags is most of a call's work.
+type Cache struct {
+	once sync.Once
+	l    *layout
+	err  error
+}
+
+// cached is implemented by the runtime's message state.
+type cached interface{ WireCache() *Cache }
+
+// layoutOf returns the layout of struct type t; ptr, a pointer to a
+// message of that type or nothing, leads to its type's Cache.
+func (c *codec) layoutOf(t reflect.Type, ptr reflect.Value) (*layout, error) {
 	if l, ok := c.layouts[t]; ok {
 		return l, nil
 	}
-	l := &layout{name: t.Name(), unknown: -1}
+	var l *layout
+	var err error
+	if cache := cacheOf(ptr); cache != nil {
+		cache.once.Do(func() { cache.l, cache.err = parseLayout(t) })
+		l, err = cache.l, cache.err
+	} else {
+		l, err = parseLayout(t)
+	}
+	if err != nil {
+		return nil, err
+	}
 	c.layouts[t] = l
+	return l, nil
+}
+
+func cacheOf(ptr reflect.Value) *Cache {
+	if !ptr.IsValid() || ptr.Kind() != reflect.Pointer || ptr.IsNil() {
+		return nil
+	}
+	m, ok := ptr.Interface().(protoreflect.ProtoMessage)
+	if !ok {
+		return nil
+	}
+	if wc, ok := m.ProtoReflect().(cached); ok {
+		return wc.WireCache()
+	}
+	return nil
+}
+
+// parseLayout reads the tags of struct type t.
+func parseLayout(t reflect.Type) (*layout, error) {
+	l := &layout{name: t.Name(), unknown: -1}
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)
 		if sf.Name == "unknownFields" && sf.Type == reflect.TypeOf([]byte(nil)) {

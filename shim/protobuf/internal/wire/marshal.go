@@ -35,7 +35,7 @@ func (c *codec) marshal(b []byte, m any) ([]byte, error) {
 	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
 		return nil, &Error{Reason: "not a generated message: " + v.Type().String()}
 	}
-	l, err := c.layoutOf(v.Elem().Type())
+	l, err := c.layoutOf(v.Elem().Type(), v)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +127,7 @@ func (c *codec) appendValue(b []byte, f *field, ev reflect.Value, depth int) ([]
 		}
 		return appendScalar(b, f.kind, ev), nil
 	}
-	l, err := c.layoutOf(ev.Type().Elem())
+	l, err := c.layoutOf(ev.Type().Elem(), ev)
 	if err != nil {
 		return nil, err
 	}

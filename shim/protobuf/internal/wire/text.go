@@ -21,7 +21,7 @@ func Text(m any) string {
 }
 
 func (c *codec) text(sb *strings.Builder, v reflect.Value, depth int) {
-	l, err := c.layoutOf(v.Type())
+	l, err := c.layoutOf(v.Type(), v.Addr())
 	if err != nil || depth > 100 {
 		sb.WriteString("…")
 		return

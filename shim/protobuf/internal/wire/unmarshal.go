@@ -18,7 +18,7 @@ func Unmarshal(b []byte, m any, partial bool) error {
 	}
 	c := newCodec()
 	c.partial = partial
-	l, err := c.layoutOf(v.Elem().Type())
+	l, err := c.layoutOf(v.Elem().Type(), v)
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func (c *codec) consumeField(b []byte, wireType int, f *field, fv reflect.Value,
 			}
 			target = fv
 		}
-		l, err := c.layoutOf(f.elem.Elem())
+		l, err := c.layoutOf(f.elem.Elem(), target)
 		if err != nil {
 			return 0, err
 		}
@@ -223,7 +223,7 @@ func (c *codec) checkRequired(v reflect.Value, l *layout, depth int) error {
 		if !f.message {
 			continue
 		}
-		sub, err := c.layoutOf(f.elem.Elem())
+		sub, err := c.layoutOf(f.elem.Elem(), reflect.Value{})
 		if err != nil {
 			return err
 		}

@@ -49,6 +49,15 @@ func (s *MessageState) LoadMessageInfo() *MessageInfo { return s.info.Load() }
 // StoreMessageInfo records the message's type information.
 func (s *MessageState) StoreMessageInfo(mi *MessageInfo) { s.info.Store(mi) }
 
+// WireCache returns the codec's cache for the message's type, once
+// ProtoReflect has stored the type's information.
+func (s *MessageState) WireCache() *wire.Cache {
+	if mi := s.info.Load(); mi != nil {
+		return &mi.wire
+	}
+	return nil
+}
+
 // IsValid reports that the message exists.
 func (s *MessageState) IsValid() bool { return s != nil }
 
@@ -57,6 +66,8 @@ type MessageInfo struct {
 	// OneofWrappers lists a message's oneof wrapper types; generated code
 	// sets it for proto3 optional fields. Unused here.
 	OneofWrappers []any
+
+	wire wire.Cache // the codec's layout of the type
 }
 
 // MessageOf returns the reflective view of a nil message.
