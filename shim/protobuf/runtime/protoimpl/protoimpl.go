@@ -203,44 +203,43 @@ const (
 
 // readFile returns a file's path and its enums in the generated code's
 // "flattened" order: the file's own, then each message's, depth first.
+// A descriptor it cannot read gives no enums.
 func readFile(raw []byte) (string, []protoreflect.EnumDescriptor) {
 	var path string
-	var enums []protoreflect.EnumDescriptor
-	var messages [][]byte
-	err := wire.Fields(raw, func(num int32, _ uint64, data []byte) {
-		switch num {
-		case filePath:
+	_ = wire.Fields(raw, func(num int32, _ uint64, data []byte) {
+		if num == filePath {
 			path = string(data)
-		case fileEnums:
-			enums = append(enums, readEnum(data))
-		case fileMessages:
-			messages = append(messages, data)
 		}
 	})
-	for _, m := range messages {
-		enums = append(enums, readMessageEnums(m)...)
-	}
+	enums, err := readEnums(raw, fileEnums, fileMessages)
 	if err != nil {
 		return path, nil
 	}
 	return path, enums
 }
 
-func readMessageEnums(msg []byte) []protoreflect.EnumDescriptor {
+// readEnums returns the enums a file or message declares (in field
+// enumsField), then those of its messages (in messagesField), recursively.
+func readEnums(b []byte, enumsField, messagesField int32) ([]protoreflect.EnumDescriptor, error) {
 	var enums []protoreflect.EnumDescriptor
-	var nested [][]byte
-	_ = wire.Fields(msg, func(num int32, _ uint64, data []byte) {
+	var messages [][]byte
+	err := wire.Fields(b, func(num int32, _ uint64, data []byte) {
 		switch num {
-		case msgEnums:
+		case enumsField:
 			enums = append(enums, readEnum(data))
-		case msgNested:
-			nested = append(nested, data)
+		case messagesField:
+			messages = append(messages, data)
 		}
 	})
-	for _, m := range nested {
-		enums = append(enums, readMessageEnums(m)...)
+	for _, m := range messages {
+		if err != nil {
+			break
+		}
+		var inner []protoreflect.EnumDescriptor
+		inner, err = readEnums(m, msgEnums, msgNested)
+		enums = append(enums, inner...)
 	}
-	return enums
+	return enums, err
 }
 
 func readEnum(data []byte) protoreflect.EnumDescriptor {
