@@ -443,10 +443,17 @@ func (tx *Tx) Enqueue(e Entry) (Outcome, Ref, error) {
 }
 
 // roomFor refuses growth past the quota (moderate entries at 90% of it, so
-// critical ones keep the last tenth) or when the disk is nearly full.
+// critical ones keep the last tenth) or when the disk is nearly full. An
+// entry a relay moves (Move) may use the whole quota whatever its level,
+// and a tenth more: what it carries was admitted already, only its
+// envelope is new, and a store full of moderate entries must still be
+// able to hand them on (that is how it empties).
 func (tx *Tx) roomFor(level Level, grow int64) error {
 	limit := tx.s.quota.Load()
-	if level < Critical {
+	switch {
+	case tx.moving:
+		limit += limit / 10
+	case level < Critical:
 		limit = limit / 10 * 9
 	}
 	if tx.pendingBytes()+grow > limit {
@@ -594,6 +601,36 @@ func (tx *Tx) Take(dest string, ref Ref) (taken bool, err error) {
 		return false, err
 	}
 	return true, tx.resetBackoff(dest, dh)
+}
+
+// Move replaces the entry ref queued for dest with e, queued for e.Dest
+// (a relay wrapping an entry into an envelope for its next hop), in this
+// transaction. It reports false if ref is no longer current. With too
+// little room for e (see roomFor) it returns a *FullError and changes
+// nothing, so a caller can keep what it moved before in the same
+// transaction.
+func (tx *Tx) Move(dest string, ref Ref, e Entry) (moved bool, err error) {
+	old, dh, qk, current, err := tx.lookup(dest, ref)
+	if err != nil || !current {
+		return false, err
+	}
+	tx.moving = true
+	defer func() { tx.moving = false }()
+	if err := tx.roomFor(e.Level, int64(len(e.Payload)-len(old.Payload))); err != nil {
+		return false, err
+	}
+	if err := tx.remove(dh, qk, &old); err != nil {
+		return false, err
+	}
+	if err := tx.resetBackoff(dest, dh); err != nil {
+		return false, err
+	}
+	if _, _, err := tx.Enqueue(e); err != nil {
+		// Not a *FullError any more (%v): the old entry is gone from this
+		// transaction, which must not commit.
+		return false, fmt.Errorf("move to %s: %v", e.Dest, err)
+	}
+	return true, nil
 }
 
 // remove deletes a queued entry and its dedup index entry.

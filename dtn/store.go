@@ -487,6 +487,9 @@ type Tx struct {
 	d     *delta
 	batch []*request
 	disk  *diskRoom // shared by the requests of one commit
+	// moving: the entry being queued carries one this transaction took
+	// (Move), so the quota is checked with a relay's headroom.
+	moving bool
 }
 
 // diskRoom is the free-disk check of one commit: the disk is asked once

@@ -403,6 +403,71 @@ func TestQuotaRefusesWithoutLosingAnything(t *testing.T) {
 	}
 }
 
+// TestMoveKeepsAFullStoreMoving: a store whose moderate entries fill their
+// 90 % can still move them into (larger) envelopes for another hop, up to
+// the quota and a tenth; past that a move changes nothing and what moved
+// before it in the transaction commits.
+func TestMoveKeepsAFullStoreMoving(t *testing.T) {
+	ctx := context.Background()
+	s := newFixture(t).open(t, func(o *Options) { o.QuotaBytes = 1000 })
+	body := string(bytes.Repeat([]byte("x"), 100))
+	for i := 0; i < 9; i++ {
+		enqueue(t, s, entry("N", protoPlanner, "", OpOther, body))
+	}
+	if _, _, err := s.Enqueue(ctx, entry("N", protoPlanner, "", OpOther, body)); !errors.Is(err, ErrStoreFull) {
+		t.Fatalf("a tenth moderate entry: %v", err)
+	}
+	es, err := s.Peek("N", 9)
+	if err != nil || len(es) != 9 {
+		t.Fatalf("peek: %d entries, %v", len(es), err)
+	}
+	wrapped := string(bytes.Repeat([]byte("w"), 130)) // 30 bytes of envelope each
+	moved, refused := 0, 0
+	err = s.Update(ctx, func(tx *Tx) error {
+		moved, refused = 0, 0
+		for _, e := range es {
+			ok, err := tx.Move("N", e.Ref, Entry{Dest: "S", Protocol: protoPlanner, Payload: []byte(wrapped), Level: e.Level})
+			var fe *FullError
+			if errors.As(err, &fe) {
+				refused++
+				continue // every further move is refused too, and changes nothing
+			}
+			if err != nil {
+				return err
+			}
+			if ok {
+				moved++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 900 bytes, then 30 more per move, up to 1100: six moves.
+	if moved != 6 || refused != 3 || s.Len("N") != 3 || s.Len("S") != 6 {
+		t.Fatalf("moved %d, refused %d; %d left for N, %d for S", moved, refused, s.Len("N"), s.Len("S"))
+	}
+	left, err := s.Peek("N", 9)
+	if err != nil || len(left) != 3 || string(left[0].Payload) != body {
+		t.Fatalf("what was not moved: %d entries, %v", len(left), err)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	// A ref no longer current moves nothing.
+	err = s.Update(ctx, func(tx *Tx) error {
+		ok, err := tx.Move("N", es[0].Ref, Entry{Dest: "S", Protocol: protoPlanner, Payload: []byte(wrapped), Level: es[0].Level})
+		if ok || err != nil {
+			t.Errorf("moving a moved entry again: %v, %v", ok, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestCombinedTransactionIsAtomic(t *testing.T) {
 	ctx := context.Background()
 	s := newFixture(t).open(t)

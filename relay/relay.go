@@ -16,6 +16,7 @@ package relay
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -90,6 +91,11 @@ func New(o Options) *Relay {
 	}
 	return r
 }
+
+// errStoreFull ends a routing pass: the store has no room to move more
+// entries into envelopes until the next hop takes some (counted as
+// relay_move_full; not worth a warning every tick).
+var errStoreFull = errors.New("relay: no room in the store to move more entries")
 
 func (r *Relay) count(name string) { r.add(name, 1) }
 
@@ -277,7 +283,7 @@ func (r *Relay) Route(ctx context.Context) {
 	case r.role.Has(node.RoleStation):
 		err = r.giveBack(ctx)
 	}
-	if err != nil && ctx.Err() == nil {
+	if err != nil && ctx.Err() == nil && !errors.Is(err, errStoreFull) {
 		r.log.Warn("relay routing", "err", err)
 	}
 }
@@ -528,19 +534,23 @@ func (r *Relay) move(ctx context.Context, from, hop peer.ID, envs []*Envelope, r
 		}
 		bodies[i] = b
 	}
-	moved := 0
+	moved, full := 0, false
 	err := r.o.Store.Update(ctx, func(tx *dtn.Tx) error {
-		moved = 0
+		moved, full = 0, false
 		for i, env := range envs {
-			taken, err := tx.Take(string(from), refs[i])
+			taken, err := tx.Move(string(from), refs[i], dtn.Entry{Dest: string(hop), Protocol: Protocol, Payload: bodies[i], Level: dtn.Level(env.Level)})
+			var fe *dtn.FullError
+			if errors.As(err, &fe) {
+				// No room for this envelope (nor, likely, the next): what
+				// moved so far goes; the rest waits for the hop to take it.
+				full = true
+				break
+			}
 			if err != nil {
 				return err
 			}
 			if !taken {
 				continue
-			}
-			if _, _, err := tx.Enqueue(dtn.Entry{Dest: string(hop), Protocol: Protocol, Payload: bodies[i], Level: dtn.Level(env.Level)}); err != nil {
-				return err
 			}
 			switch {
 			case master && r.isStation(hop):
@@ -569,6 +579,10 @@ func (r *Relay) move(ctx context.Context, from, hop peer.ID, envs []*Envelope, r
 		return err
 	}
 	r.add("moved", uint64(moved))
+	if full {
+		r.count("move_full")
+		return errStoreFull
+	}
 	return nil
 }
 

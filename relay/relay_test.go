@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,6 +128,41 @@ func TestThroughOneStation(t *testing.T) {
 		return x.master.relay.Counts()["relay_delivered"] == uint64(len(down)) && x.s1.Store.Len("") == 0
 	})
 	expectHanded(t, x, "", time.Time{}, 0)
+}
+
+// TestANearlyFullNanoHandsOnToAStation: a nano whose moderate entries
+// fill nearly all the 90 % of its quota they may use still hands them to
+// the station in view (each envelope is larger than what it carries), and
+// they reach the master.
+func TestANearlyFullNanoHandsOnToAStation(t *testing.T) {
+	x := newTwoStations(t)
+	up := map[string]string{}
+	for id, body := range bodies("board", 12) {
+		up[id] = body + strings.Repeat(".", 500)
+	}
+	x.put(t, x.n, up)
+	eventually(t, "the nano queues its work", func() bool { return x.n.Store.Len(string(x.master.id())) == len(up) })
+	st, err := x.n.Store.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held int64
+	for _, q := range st.Queues {
+		held += q.Bytes
+	}
+	// 90 % of the quota is what it holds and 100 bytes: less than one
+	// envelope adds (its signature alone is 64). The tenth a move may use
+	// beyond the quota holds a few envelopes, not all twelve: the rest
+	// move as the station takes the first ones (relay_move_full).
+	x.n.Store.SetQuota((held + 100) * 10 / 9)
+	x.f.clock.Set(x.svalbard.Start.Add(2 * time.Second))
+	expectCatalogue(t, x.master, up)
+	if got := metric(x.master, "relayed_applied"); got != uint64(len(up)) {
+		t.Errorf("master applied %d relayed entries, want %d", got, len(up))
+	}
+	if c := x.n.relay.Counts(); c["relay_move_full"] == 0 || c["relay_moved"] != uint64(len(up)) {
+		t.Errorf("the nano's relay counts %v: want every entry moved, not all at once", c)
+	}
 }
 
 // expectHanded checks the master's ledger: n entries for the nano at
