@@ -123,7 +123,8 @@ func (m *Master) Carriers() []node.Carrier {
 }
 
 // Start loads the latest reports; the master's copies of its nanos' plans
-// follow the elements or plans each nano last confirmed.
+// follow the elements or plans each nano last confirmed. Call it from the
+// node's Options.BeforeServe, before reports can arrive.
 func (m *Master) Start(ctx context.Context, n *node.Node) error {
 	m.node = n
 	for _, p := range n.Nanos() {

@@ -132,6 +132,7 @@ func key(tx *dtn.Tx, parts ...string) []byte {
 // for the reports; writing the count is submitted without waiting for its
 // commit (it commits on a goroutine of its own, or at the store's Close),
 // so the start does not wait for the first write of the state database.
+// Call it from the node's Options.BeforeServe, before pushes can arrive.
 func (f *Nano) Start(ctx context.Context, n *node.Node) error {
 	f.node = n
 	f.started = f.o.Now()

@@ -2,9 +2,11 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"gardend/codec"
@@ -495,4 +498,45 @@ func mustID(t testing.TB, k crypto.PrivKey) string {
 		t.Fatal(err)
 	}
 	return string(id)
+}
+
+// TestBeforeServeRunsBeforeAnyProtocolIsServed: what the Carriers read (a
+// relay, the fleet's state) is set up in BeforeServe, while the node's
+// loops run and before it serves a single protocol; its error fails Start.
+func TestBeforeServeRunsBeforeAnyProtocolIsServed(t *testing.T) {
+	tn := newTestNet(t)
+	x := tn.peerOf("master", RoleMaster)
+	ran := false
+	x.opts.BeforeServe = func(ctx context.Context, n *Node) error {
+		ran = true
+		if ctx.Err() != nil || n.ID() != x.host.ID() {
+			t.Errorf("BeforeServe got context error %v, node %s", ctx.Err(), n.ID())
+		}
+		if served := x.host.Mux().Protocols(); len(served) != 0 {
+			t.Errorf("protocols served before BeforeServe returned: %v", served)
+		}
+		return nil
+	}
+	x.start(t)
+	if !ran {
+		t.Fatal("BeforeServe did not run")
+	}
+	if served := x.host.Mux().Protocols(); !slices.Contains(served, protocol.ID(ProtoResource)) {
+		t.Fatalf("after Start the node serves %v, not %s", served, ProtoResource)
+	}
+
+	y := tn.peerOf("master2", RoleMaster)
+	boom := errors.New("relay not ready")
+	y.opts.BeforeServe = func(context.Context, *Node) error { return boom }
+	n, err := New(y.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y.Node = n
+	if err := n.Start(context.Background()); !errors.Is(err, boom) {
+		t.Fatalf("Start with a failing BeforeServe: %v", err)
+	}
+	if served := y.host.Mux().Protocols(); len(served) != 0 {
+		t.Fatalf("a node whose BeforeServe failed serves %v", served)
+	}
 }

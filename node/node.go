@@ -100,6 +100,11 @@ type Options struct {
 	// protocol must be registered with RegisterCarrier and given a level in
 	// the store's policy.
 	Carriers []Carrier
+	// BeforeServe, if set, runs in Start once the node's loops run and
+	// before it serves any protocol: what the Carriers read (the relay, the
+	// fleet's state) is set up there, so that no stream, however early,
+	// finds it half-built. An error fails Start.
+	BeforeServe func(ctx context.Context, n *Node) error
 
 	// Crash tests only: afterApply runs after a batch of deliveries is
 	// durably applied (names: those applied for the first time) and before
@@ -319,6 +324,11 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	if len(n.nanos) > 0 {
 		n.loop(n.watchNanos)
+	}
+	if n.o.BeforeServe != nil {
+		if err := n.o.BeforeServe(n.ctx, n); err != nil {
+			return err
+		}
 	}
 	if n.idx != nil {
 		n.loop(n.idx.gcLoop)

@@ -78,6 +78,7 @@ func (f *fleet) start(m *member, o node.Options, ro Options) {
 	ro.Store, ro.Codec, ro.Signer, ro.Log, ro.Now, ro.Tick = m.Store, f.codec, m.KS, f.log, f.clock.Now, 20*time.Millisecond
 	m.relay = New(ro)
 	o.Carriers = append(o.Carriers, m.relay.Carriers()...)
+	o.BeforeServe = func(ctx context.Context, n *node.Node) error { m.relay.Start(ctx, n); return nil } // as the daemon does
 	n, err := node.New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +89,6 @@ func (f *fleet) start(m *member, o node.Options, ro Options) {
 	if err := n.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	m.relay.Start(ctx, n)
 }
 
 // contacts builds a multi-station plan from windows.

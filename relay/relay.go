@@ -144,7 +144,8 @@ func (r *Relay) Carriers() []node.Carrier {
 }
 
 // Start runs the routing loop of n, the node the Carrier was given to,
-// until ctx ends.
+// until ctx ends. Call it from n's Options.BeforeServe: the Carriers read
+// what it sets, and n may serve them as soon as Start returns.
 func (r *Relay) Start(ctx context.Context, n *node.Node) {
 	r.o.Node = n
 	r.self = n.ID()

@@ -208,6 +208,25 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 		return nil, err
 	}
 	opts.Host = d.host
+	// The fleet and the relay start before the node serves their protocols:
+	// a nano's report or a station's envelope that arrives at once must
+	// find them set up (their Carriers read what Start sets).
+	opts.BeforeServe = func(nctx context.Context, n *node.Node) error {
+		if d.nanoFleet != nil {
+			if err := d.nanoFleet.Start(nctx, n); err != nil {
+				return fmt.Errorf("fleet: %w", err)
+			}
+		}
+		if d.masterFleet != nil {
+			if err := d.masterFleet.Start(nctx, n); err != nil {
+				return fmt.Errorf("fleet: %w", err)
+			}
+		}
+		if d.relay != nil {
+			d.relay.Start(nctx, n)
+		}
+		return nil
+	}
 	if d.node, err = node.New(opts); err != nil {
 		return nil, err
 	}
@@ -215,19 +234,6 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 	d.stop = cancel
 	if err := d.node.Start(nctx); err != nil {
 		return nil, err
-	}
-	if d.nanoFleet != nil {
-		if err := d.nanoFleet.Start(nctx, d.node); err != nil {
-			return nil, fmt.Errorf("fleet: %w", err)
-		}
-	}
-	if d.masterFleet != nil {
-		if err := d.masterFleet.Start(nctx, d.node); err != nil {
-			return nil, fmt.Errorf("fleet: %w", err)
-		}
-	}
-	if d.relay != nil {
-		d.relay.Start(nctx, d.node)
 	}
 	countMalformed := func(error) { d.node.Metrics.Inc("control_requests_malformed") }
 	if d.stopControl, err = node.ServeControl(nctx, cfg.ControlPath(), d.control, countMalformed); err != nil {
