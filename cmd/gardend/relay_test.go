@@ -94,12 +94,16 @@ location = "48.85,2.35,35"
 			t.Fatalf("resources did not cross the station\nmaster: %s\nnano: %s", mcc.errOut.String(), sat.errOut.String())
 		}
 	}
-	var st struct {
+	type relayStatus struct {
 		node.Status
 		Relay *relay.Report `json:"relay"`
 	}
+	var st relayStatus
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		_, out, _ := runCLI(t, "status", "--socket", mcc.sock, "--json")
+		// A fresh value each time: the ledger's "handed" is left out once
+		// empty, and unmarshalling into the last answer would keep its list.
+		st = relayStatus{}
 		if err := json.Unmarshal([]byte(out), &st); err != nil {
 			t.Fatalf("status --json: %v: %s", err, out)
 		}
