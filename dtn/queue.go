@@ -590,17 +590,22 @@ func (tx *Tx) ack(dest string, ref Ref) (acked bool, err error) {
 }
 
 // Take removes a queued entry as Ack does, and reports whether it was
-// still queued (an entry acknowledged or replaced meanwhile is not), for
-// a caller that moves entries to another queue in the same transaction.
+// still queued (an entry acknowledged or replaced meanwhile is not). To
+// move an entry to another queue, use Move, which checks the room first.
 func (tx *Tx) Take(dest string, ref Ref) (taken bool, err error) {
 	e, dh, qk, current, err := tx.lookup(dest, ref)
 	if err != nil || !current {
 		return false, err
 	}
-	if err := tx.remove(dh, qk, &e); err != nil {
-		return false, err
+	return true, tx.take(dest, dh, qk, &e)
+}
+
+// take removes e, looked up at qk, and lets dest be tried again at once.
+func (tx *Tx) take(dest string, dh, qk []byte, e *Entry) error {
+	if err := tx.remove(dh, qk, e); err != nil {
+		return err
 	}
-	return true, tx.resetBackoff(dest, dh)
+	return tx.resetBackoff(dest, dh)
 }
 
 // Move replaces the entry ref queued for dest with e, queued for e.Dest
@@ -619,10 +624,7 @@ func (tx *Tx) Move(dest string, ref Ref, e Entry) (moved bool, err error) {
 	if err := tx.roomFor(e.Level, int64(len(e.Payload)-len(old.Payload))); err != nil {
 		return false, err
 	}
-	if err := tx.remove(dh, qk, &old); err != nil {
-		return false, err
-	}
-	if err := tx.resetBackoff(dest, dh); err != nil {
+	if err := tx.take(dest, dh, qk, &old); err != nil {
 		return false, err
 	}
 	if _, _, err := tx.Enqueue(e); err != nil {
