@@ -60,8 +60,7 @@ type field struct {
 type layout struct {
 	name     string
 	fields   []field
-	unknown  int // index of unknownFields, or -1
-	required bool
+	unknown int // index of unknownFields, or -1
 }
 
 func (l *layout) find(num int32) *field {
@@ -156,7 +155,6 @@ func parseLayout(t reflect.Type) (*layout, error) {
 			return nil, err
 		}
 		f.index = i
-		l.required = l.required || f.required
 		l.fields = append(l.fields, f)
 	}
 	sort.Slice(l.fields, func(i, j int) bool { return l.fields[i].num < l.fields[j].num })
