@@ -58,8 +58,8 @@ type field struct {
 // layout is a message struct's fields in field-number order, which is
 // the order the real runtime writes them in.
 type layout struct {
-	name     string
-	fields   []field
+	name    string
+	fields  []field
 	unknown int // index of unknownFields, or -1
 }
 
