@@ -195,9 +195,21 @@ func (ss *sockets) congestion(s *socket, paced bool) {
 	})
 }
 
-// pace caps the sending rate of the sockets under conns at bytesPerSec
-// (SO_MAX_PACING_RATE; 0: no cap). It reports whether every socket found
-// took it.
+// payloadShare is the share of a full segment's bytes on the wire that is
+// TCP payload (the segment size over the path's MTU: 1448 of 1500 bytes
+// with TCP timestamps, 1460 without), from the socket's TCP_INFO; 1448/1500
+// when it cannot be read.
+func payloadShare(info *unix.TCPInfo) float64 {
+	if info == nil || info.Snd_mss == 0 || info.Pmtu <= info.Snd_mss {
+		return 1448.0 / 1500
+	}
+	return float64(info.Snd_mss) / float64(info.Pmtu)
+}
+
+// pace caps the sending rate of the sockets under conns at bytesPerSec on
+// the wire (SO_MAX_PACING_RATE; 0: no cap). The kernel paces TCP payload,
+// so each socket gets the rate less its own headers (payloadShare). It
+// reports whether every socket found took it.
 func (ss *sockets) pace(conns []addressed, bytesPerSec uint64) bool {
 	ok := true
 	for _, c := range conns {
@@ -207,8 +219,8 @@ func (ss *sockets) pace(conns []addressed, bytesPerSec uint64) bool {
 		if s == nil || s.pacing == bytesPerSec {
 			continue
 		}
-		v := bytesPerSec
-		if v == 0 {
+		v := uint64(float64(bytesPerSec) * payloadShare(tcpInfo(s.raw)))
+		if bytesPerSec == 0 {
 			v = ^uint64(0) // the kernel's "unlimited"
 		}
 		if ss.set(s.raw, "SO_MAX_PACING_RATE", func(fd int) error {
@@ -226,9 +238,10 @@ func (ss *sockets) pace(conns []addressed, bytesPerSec uint64) bool {
 }
 
 // SetPacing caps the rate at which this host sends to p, over every
-// connection to p, at bytesPerSec of TCP payload (0 lifts the cap). The
-// kernel paces each segment out at that rate instead of in bursts as fast
-// as the congestion window allows. An error says the kernel would not.
+// connection to p, at bytesPerSec on the wire: IP packets, headers
+// included (0 lifts the cap). The kernel paces each segment out at that
+// rate instead of in bursts as fast as the congestion window allows. An
+// error says the kernel would not.
 func (h *Host) SetPacing(p peer.ID, bytesPerSec uint64) error {
 	var conns []addressed
 	for _, c := range h.swarm.ConnsToPeer(p) {
@@ -240,7 +253,7 @@ func (h *Host) SetPacing(p peer.ID, bytesPerSec uint64) error {
 	return nil
 }
 
-// SetPacingPolicy gives the pacing (bytes/s, 0: none) of each new
+// SetPacingPolicy gives the pacing (bytes/s on the wire, 0: none) of each new
 // connection, by peer, once its handshake names the peer; SetPacing changes
 // it later (a new window on a kept connection).
 func (h *Host) SetPacingPolicy(rate func(p peer.ID) uint64) { h.socks.policy.Store(&rate) }
@@ -258,7 +271,7 @@ func (ss *sockets) paceNew(c transport.CapableConn) {
 type SocketState struct {
 	Written uint64 // bytes written to the socket since it opened
 	Unsent  int    // of which TCP has not sent yet
-	Pacing  uint64 // the pacing cap set (bytes/s); 0: none
+	Pacing  uint64 // the pacing cap set (bytes/s on the wire); 0: none
 }
 
 // Socket reports the state of the TCP socket under c; ok is false when

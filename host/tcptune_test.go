@@ -60,22 +60,33 @@ func TestPacingReachesTheSocketsOfBothEnds(t *testing.T) {
 		h    *Host
 		to   peer.ID
 		rate uint64
-		want uint64
 	}{
-		{a, b.ID(), 7640, 7640},       // the dialled side
-		{b, a.ID(), 3000, 3000},       // the accepted side
-		{a, b.ID(), 0, 0xffffffff},    // lifted: the kernel's "unlimited"
-		{b, a.ID(), 1 << 20, 1 << 20}, // changed on a live connection
+		{a, b.ID(), 7640},    // the dialled side
+		{b, a.ID(), 3000},    // the accepted side
+		{a, b.ID(), 0},       // lifted: the kernel's "unlimited"
+		{b, a.ID(), 1 << 20}, // changed on a live connection
 	} {
 		if err := tc.h.SetPacing(tc.to, tc.rate); err != nil {
 			t.Fatal(err)
 		}
-		got, err := tc.h.socketPacing(onlyConn(t, tc.h, tc.to))
+		c := onlyConn(t, tc.h, tc.to)
+		got, err := tc.h.socketPacing(c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got != tc.want {
-			t.Errorf("pacing %d: the kernel holds %d, want %d", tc.rate, got, tc.want)
+		// The kernel paces payload: the rate on the wire less this
+		// socket's headers (loopback: segments of its MSS in a 64 KiB MTU).
+		var info *unix.TCPInfo
+		sockopt(t, tc.h, c, func(fd int) (err error) {
+			info, err = unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+			return err
+		})
+		want := uint64(float64(tc.rate) * float64(info.Snd_mss) / float64(info.Pmtu))
+		if tc.rate == 0 {
+			want = 0xffffffff
+		}
+		if info.Snd_mss == 0 || info.Pmtu <= info.Snd_mss || got != want {
+			t.Errorf("pacing %d on the wire: the kernel holds %d, want %d (MSS %d, MTU %d)", tc.rate, got, want, info.Snd_mss, info.Pmtu)
 		}
 		if p := tc.h.PacingOf(tc.to); p != tc.rate {
 			t.Errorf("PacingOf = %d, want %d", p, tc.rate)
@@ -84,6 +95,24 @@ func TestPacingReachesTheSocketsOfBothEnds(t *testing.T) {
 	// The paced connection still carries data.
 	if err := echo(t, a, b); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestPayloadShareIsTheSegmentOverTheMTU(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		info *unix.TCPInfo
+		want float64
+	}{
+		{"TCP timestamps", &unix.TCPInfo{Snd_mss: 1448, Pmtu: 1500}, 1448.0 / 1500},
+		{"no timestamps", &unix.TCPInfo{Snd_mss: 1460, Pmtu: 1500}, 1460.0 / 1500},
+		{"IPv6", &unix.TCPInfo{Snd_mss: 1428, Pmtu: 1500}, 1428.0 / 1500},
+		{"unreadable", nil, 1448.0 / 1500},
+		{"no MTU (qemu-user zeroes)", &unix.TCPInfo{Snd_mss: 1448}, 1448.0 / 1500},
+	} {
+		if got := payloadShare(tc.info); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,20 +12,21 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// pacingShare is the part of a window's planned rate (bits on the air) that
-// a connection's TCP payload is paced at: the kernel paces payload bytes,
-// and each 1448-byte segment costs 52 bytes more of IPv4, TCP and timestamp
-// headers (1448/1500 = 0.965); the rest is room for retransmissions and
-// the other direction's acknowledgements, so that the link's queue stays
-// empty rather than slowly filling. Flight bench: README.
-const pacingShare = 0.955
+// pacingShare is the part of a window's planned rate that a connection is
+// paced at while both sides drain, in bytes on the air (the host takes off
+// each socket's TCP/IP headers: a 1500-byte packet carries 1448 bytes of
+// payload with TCP timestamps, 1460 without). The 1 % left is room for
+// retransmissions and the other direction's acknowledgements, so that the
+// link's queue stays empty rather than slowly filling. Flight bench:
+// README.
+const pacingShare = 0.99
 
-// pacingFor is the rate, in bytes of TCP payload per second, at which this
+// pacingFor is the rate, in bytes per second on the air, at which this
 // node sends to p now: pacingShare of the planned rate of the window that
 // joins them, or 0 (no cap) when no plan gives one.
 func (n *Node) pacingFor(p peer.ID, now time.Time) uint64 {
 	rate := n.plannedRate(p, now)
-	return uint64(float64(rate) / 8 * pacingShare)
+	return uint64(math.Round(float64(rate) / 8 * pacingShare))
 }
 
 // plannedRate is the rate (bits/s) of the current window between this node
@@ -72,7 +74,7 @@ func (n *Node) pace(p peer.ID) bool {
 	return planned > 0
 }
 
-// pacingNow is the pacing (bytes of TCP payload per second) of a drain to
+// pacingNow is the pacing (bytes per second on the air) of a drain to
 // p over a window planned at plannedBps: pacingShare of it while p drains
 // to this node too, soloShare otherwise. Pacing keeps the link's queue
 // short, so that the acknowledgements each side owes the other do not wait
@@ -90,16 +92,15 @@ func (n *Node) pacingNow(p peer.ID, plannedBps uint64) uint64 {
 	if n.inbound.from(p) {
 		share = pacingShare
 	}
-	return uint64(float64(plannedBps) / 8 * share)
+	return uint64(math.Round(float64(plannedBps) / 8 * share))
 }
 
 // soloShare is the pacing of a drain alone on the link, as a share of the
-// planned rate (bits on the air) in bytes of TCP payload. The link's rate
-// in payload is 1448/1500 of it (0.965); a little more keeps the link busy
+// planned rate on the air. A little more than the link keeps it busy
 // whatever the kernel's pacing, in bursts of two segments, lets out, while
-// the queue grows by less than a segment over a pass (at 0.985 it grew by
+// the queue grows by less than a segment over a pass (at 1.02 it grew by
 // five, and a loss near the end waited behind them). Flight bench: README.
-const soloShare = 0.97
+const soloShare = 1.005
 
 // A paced drain's writes wait below the drain, in yamux's queue and the
 // socket, until TCP sends them at the paced rate. Left alone, a drain hands
