@@ -171,6 +171,7 @@ ver=$(qemu-aarch64-static "$bin" version)
 log "under qemu-aarch64-static: $(head -1 <<<"$ver")"
 grep -q '^gardend ' <<<"$ver" || die "gardend version printed: $ver"
 [ -f "$out/target/etc/gardend/gardend.toml" ] || die "the recipe's configuration was not installed"
+[ -f "$out/target/usr/lib/sysctl.d/60-gardend-radio.conf" ] || die "the radio sysctl file was not installed (BR2_PACKAGE_GARDEND_RADIO_SYSCTL is on by default)"
 
 # 6. Legal info: gardend's licences all listed, their files copied.
 brmake -s gardend-legal-info >"$scratch/legal-info.log" 2>&1 || { cat "$scratch/legal-info.log" >&2; die "make gardend-legal-info failed"; }

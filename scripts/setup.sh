@@ -21,6 +21,7 @@ want /usr/aarch64-linux-gnu/include/stdio.h libc6-dev-arm64-cross
 want /usr/riscv64-linux-gnu/include/stdio.h libc6-dev-riscv64-cross
 want /usr/arm-linux-gnueabihf/include/stdio.h libc6-dev-armhf-cross
 want ip iproute2
+want sysctl procps
 want systemd-analyze systemd
 want ping iputils-ping
 # promtool checks /metrics output; the prometheus server (same package) scrapes

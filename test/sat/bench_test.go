@@ -109,6 +109,7 @@ func firstContact(b *testing.B, bn *bench) (up, acked time.Time) {
 	if acked.IsZero() {
 		b.Fatal("nothing delivered in the first pass")
 	}
+	checkBoardTCP(b, bn.sns)
 	sleepUntil(bn.window(0).End.Add(time.Second))
 	return up, acked
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,6 +55,46 @@ func buildBinaries(t testing.TB) string {
 	return binDir
 }
 
+// boardSysctlFile is the board's sysctl.d file, which a nano's image
+// installs (systemd/60-gardend-radio.conf).
+const boardSysctlFile = "../../systemd/60-gardend-radio.conf"
+
+// boardSysctl applies the board's sysctl.d file in ns, the nano's network
+// namespace, as the board's image does at boot; GARDEND_SAT_BOARD_SYSCTL=0
+// leaves the system's settings (to compare).
+func boardSysctl(t testing.TB, ns *linkemu.Netns) {
+	if os.Getenv("GARDEND_SAT_BOARD_SYSCTL") == "0" {
+		t.Log("the nano keeps the system's sysctl settings (GARDEND_SAT_BOARD_SYSCTL=0)")
+		return
+	}
+	if out, err := ns.Command("sysctl", "-q", "-p", boardSysctlFile).CombinedOutput(); err != nil {
+		t.Fatalf("sysctl -p %s in %s: %v\n%s", boardSysctlFile, ns.Name, err, out)
+	}
+}
+
+// checkBoardTCP fails unless the nano's TCP connections (in ns) carry no
+// timestamps, as the board's sysctl file says, and logs the first one's
+// options; with GARDEND_SAT_BOARD_SYSCTL=0 it only logs them.
+func checkBoardTCP(t testing.TB, ns *linkemu.Netns) {
+	out, err := ns.Command("ss", "-tinH", "state", "established").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss in %s: %v\n%s", ns.Name, err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("no established TCP connection in %s:\n%s", ns.Name, out)
+	}
+	t.Logf("nano's TCP: %s", strings.TrimSpace(lines[1]))
+	if os.Getenv("GARDEND_SAT_BOARD_SYSCTL") == "0" {
+		return
+	}
+	for _, l := range lines {
+		if slices.Contains(strings.Fields(l), "ts") {
+			t.Fatalf("a nano connection has TCP timestamps despite %s:\n%s", boardSysctlFile, out)
+		}
+	}
+}
+
 // requirements skips the test, saying what is missing, when the bench
 // cannot run here.
 func requirements(t testing.TB, arch string) {
@@ -63,8 +104,10 @@ func requirements(t testing.TB, arch string) {
 	if os.Geteuid() != 0 {
 		t.Skip("the flight bench needs root (network namespaces, TUN devices); CI runs as root")
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("the flight bench needs iproute2 (ip)")
+	for _, tool := range []string{"ip", "ss", "sysctl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("the flight bench needs %s (iproute2, procps)", tool)
+		}
 	}
 	if runtime.GOARCH != "amd64" {
 		t.Skip("the flight bench runs on the amd64 ground; it is not itself cross-tested")
@@ -230,6 +273,7 @@ func newBench(t testing.TB, o benchOpts) *bench {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.sns.Delete() })
+	boardSysctl(t, b.sns)
 	subnet := 100 + n%100
 	gaddr, saddr := fmt.Sprintf("10.77.%d.1", subnet), fmt.Sprintf("10.77.%d.2", subnet)
 	gt, err := b.gns.OpenTUN("radio0", gaddr+"/24")

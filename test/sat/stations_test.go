@@ -101,6 +101,7 @@ func newStationsBench(t testing.TB, arch string, passes []stationPass) *stations
 		return l
 	}
 	mns, nns := netns("m"), netns("s")
+	boardSysctl(t, nns)
 	subnet := 100 + n%100
 	b.sites = []*stationSite{{name: "svalbard", location: "78.23,15.39,450"}, {name: "kiruna", location: "67.86,20.96,400"}}
 	for i, s := range b.sites {

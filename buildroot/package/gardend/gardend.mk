@@ -35,6 +35,14 @@ define GARDEND_INSTALL_CONFIG
 endef
 GARDEND_POST_INSTALL_TARGET_HOOKS += GARDEND_INSTALL_CONFIG
 
+ifeq ($(BR2_PACKAGE_GARDEND_RADIO_SYSCTL),y)
+define GARDEND_INSTALL_RADIO_SYSCTL
+	$(INSTALL) -D -m 0644 $(@D)/systemd/60-gardend-radio.conf \
+		$(TARGET_DIR)/usr/lib/sysctl.d/60-gardend-radio.conf
+endef
+GARDEND_POST_INSTALL_TARGET_HOOKS += GARDEND_INSTALL_RADIO_SYSCTL
+endif
+
 define GARDEND_INSTALL_INIT_SYSTEMD
 	$(INSTALL) -D -m 0644 $(@D)/systemd/gardend.service \
 		$(TARGET_DIR)/usr/lib/systemd/system/gardend.service

@@ -9,7 +9,8 @@
 #   base-ARCH-HASH.tar  mmdebstrap minbase + kernel, systemd, udev, iproute2,
 #                       dbus (the slow part: ~80 s amd64, ~10 min arm64);
 #   img-ARCH-HASH/      rootfs.img (ext4) with the binary, the repository's
-#                       unmodified systemd/gardend.service, a configuration,
+#                       unmodified systemd/gardend.service and
+#                       systemd/60-gardend-radio.conf, a configuration,
 #                       the PSK and a key made by `gardend keygen` inside the
 #                       image; vmlinuz, initrd.img from its /boot; psk.key
 #                       and peer-id for the host side; build-seconds.
@@ -85,7 +86,7 @@ fi
 base_done=$(date +%s.%N)
 
 guest=$here/guest
-img_key=$( { echo "$base_key"; sha256sum "$bin" "$repo/systemd/gardend.service" "$here/mkimage.sh" "$guest"/* | cut -d' ' -f1; } | hash)
+img_key=$( { echo "$base_key"; sha256sum "$bin" "$repo/systemd/gardend.service" "$repo/systemd/60-gardend-radio.conf" "$here/mkimage.sh" "$guest"/* | cut -d' ' -f1; } | hash)
 img=$cache/img-$arch-$img_key
 if [ -s "$img/rootfs.img" ]; then
 	echo "$img" >&3
@@ -100,6 +101,8 @@ tar -C "$root" -xf "$base"
 
 install -m 0755 "$bin" "$root/usr/bin/gardend"
 install -m 0644 "$repo/systemd/gardend.service" "$root/usr/lib/systemd/system/gardend.service"
+# The board's radio sysctl file, as the Buildroot package installs it.
+install -D -m 0644 "$repo/systemd/60-gardend-radio.conf" "$root/usr/lib/sysctl.d/60-gardend-radio.conf"
 useradd --root "$root" --system --home-dir /var/lib/gardend --no-create-home \
 	--shell /usr/sbin/nologin --user-group gardend
 # Read the ids from the image's files: a foreign root's getent would need
