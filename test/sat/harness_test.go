@@ -228,7 +228,7 @@ type benchOpts struct {
 	rogue    bool          // also start a rogue master with the PSK in the ground namespace
 	noLinkUp bool
 	lossless bool          // no random loss (a test loses chosen packets: Link.SetLose)
-	interval time.Duration // heartbeat_interval on both sides; 0: 2 s
+	interval time.Duration // heartbeat_interval on both sides; 0: GARDEND_SAT_HEARTBEAT, else 2 s
 }
 
 var benchSeq struct {
@@ -347,6 +347,14 @@ func newBench(t testing.TB, o benchOpts) *bench {
 			t.Fatalf("keygen %s: %v", name, err)
 		}
 		return dir, key, strings.TrimSpace(string(out))
+	}
+	if v := os.Getenv("GARDEND_SAT_HEARTBEAT"); v != "" && o.interval == 0 {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			t.Fatalf("GARDEND_SAT_HEARTBEAT=%q: want a duration such as 30s", v)
+		}
+		o.interval = d
+		t.Logf("heartbeats every %s (GARDEND_SAT_HEARTBEAT)", d)
 	}
 	if o.interval == 0 {
 		o.interval = 2 * time.Second
