@@ -101,6 +101,7 @@ func TestNanoKilledMidDrain(t *testing.T) {
 	if got == len(toGround) {
 		t.Fatal("the whole backlog drained before the kill: the test proves nothing")
 	}
+	checkBoardTCP(t, b.sns) // the board's sysctl file holds for the qemu nano's sockets
 	b.nano.kill()
 	t.Logf("nano killed with %d of %d board resources at the ground", got, len(toGround))
 	b.nano.start(t)
