@@ -90,6 +90,7 @@ type socket struct {
 	raw    syscall.RawConn
 	pacing uint64 // bytes/s last set; 0: none
 	native string // the congestion control it was born with ("": unknown)
+	ipv6   bool   // its segments carry IPv6 headers
 }
 
 // minSweep is the registry's size below which closed sockets stay.
@@ -150,7 +151,8 @@ func (ss *sockets) add(c manet.Conn) {
 		}
 		ss.sweepAt = max(minSweep, 2*len(ss.byAddr))
 	}
-	ss.byAddr[socketKey(c.LocalMultiaddr(), c.RemoteMultiaddr())] = &socket{raw: raw, native: native}
+	_, v6err := c.LocalMultiaddr().ValueForProtocol(ma.P_IP6)
+	ss.byAddr[socketKey(c.LocalMultiaddr(), c.RemoteMultiaddr())] = &socket{raw: raw, native: native, ipv6: v6err == nil}
 }
 
 // set applies one option; a refusal is logged once per option, and the
@@ -195,15 +197,29 @@ func (ss *sockets) congestion(s *socket, paced bool) {
 	})
 }
 
+// tcpiOptTimestamps is TCPI_OPT_TIMESTAMPS (linux/tcp.h): the connection
+// carries TCP timestamps.
+const tcpiOptTimestamps = 1
+
 // payloadShare is the share of a full segment's bytes on the wire that is
-// TCP payload (the segment size over the path's MTU: 1448 of 1500 bytes
-// with TCP timestamps, 1460 without), from the socket's TCP_INFO; 1448/1500
-// when it cannot be read.
-func payloadShare(info *unix.TCPInfo) float64 {
-	if info == nil || info.Snd_mss == 0 || info.Pmtu <= info.Snd_mss {
+// TCP payload: the segment size over the segment with its IP and TCP
+// headers and, when the connection has them, TCP timestamps (1448 of 1500
+// bytes with them over IPv4, 1460 without). tcpi_snd_mss already leaves the
+// options out, and it is the peer's to lower, so the headers are added to it
+// rather than read off this host's path MTU. 1448/1500 when TCP_INFO cannot
+// be read (qemu-user returns only its first four bytes).
+func payloadShare(info *unix.TCPInfo, ipv6 bool) float64 {
+	if info == nil || info.Snd_mss == 0 {
 		return 1448.0 / 1500
 	}
-	return float64(info.Snd_mss) / float64(info.Pmtu)
+	headers := 20 + 20
+	if ipv6 {
+		headers = 40 + 20
+	}
+	if info.Options&tcpiOptTimestamps != 0 {
+		headers += 12
+	}
+	return float64(info.Snd_mss) / float64(int(info.Snd_mss)+headers)
 }
 
 // pace caps the sending rate of the sockets under conns at bytesPerSec on
@@ -215,11 +231,13 @@ func (ss *sockets) pace(conns []addressed, bytesPerSec uint64) bool {
 	for _, c := range conns {
 		ss.mu.Lock()
 		s := ss.byAddr[socketKey(c.LocalMultiaddr(), c.RemoteMultiaddr())]
+		same := s != nil && s.pacing == bytesPerSec
 		ss.mu.Unlock()
-		if s == nil || s.pacing == bytesPerSec {
+		if s == nil || same {
 			continue
 		}
-		v := uint64(float64(bytesPerSec) * payloadShare(tcpInfo(s.raw)))
+		// At least 1: the kernel takes 0 as no pacing at all.
+		v := max(uint64(float64(bytesPerSec)*payloadShare(tcpInfo(s.raw), s.ipv6)), 1)
 		if bytesPerSec == 0 {
 			v = ^uint64(0) // the kernel's "unlimited"
 		}
