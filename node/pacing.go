@@ -117,7 +117,7 @@ const soloShare = 1.005
 // The chunks are smaller while acks are owed: the peer acks each chunk it
 // applies, so small chunks cost ack packets, worth it only then.
 const (
-	pacedChunk     = 3 * 1448 // while the peer drains to this node
+	pacedChunk     = 3 * 1460 // while the peer drains to this node (three segments, with or without TCP timestamps)
 	pacedChunkSolo = 14 << 10 // otherwise, about the 16 kB write buffer
 )
 
