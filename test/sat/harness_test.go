@@ -67,9 +67,10 @@ func boardSysctl(t testing.TB, ns *linkemu.Netns) {
 		t.Log("the nano keeps the system's sysctl settings (GARDEND_SAT_BOARD_SYSCTL=0)")
 		return
 	}
-	// Each key must be the namespace's own (net.ipv4.tcp_timestamps is,
-	// since Linux 4.15): on a kernel where one is not, this would set the
-	// whole machine's. So the machine's values are read before and after.
+	// Each key must be the namespace's own (net.ipv4.tcp_timestamps is on
+	// the kernels at hand): on a kernel where one is not, this would set
+	// the whole machine's. So the machine's values are read before and
+	// after.
 	conf, err := os.ReadFile(boardSysctlFile)
 	if err != nil {
 		t.Fatal(err)
