@@ -377,8 +377,8 @@ func newBench(t testing.TB, o benchOpts) *bench {
 	}
 	// Benchmarks only: a value left in the environment must not change the
 	// timing of the scenarios CI runs.
-	if _, isBench := t.(*testing.B); isBench && os.Getenv("GARDEND_SAT_HEARTBEAT") != "" && o.interval == 0 {
-		v := os.Getenv("GARDEND_SAT_HEARTBEAT")
+	_, isBench := t.(*testing.B)
+	if v := os.Getenv("GARDEND_SAT_HEARTBEAT"); isBench && v != "" && o.interval == 0 {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
 			t.Fatalf("GARDEND_SAT_HEARTBEAT=%q: want a duration such as 30s", v)
