@@ -368,7 +368,12 @@ func (h *Host) Connect(ctx context.Context, pi peer.AddrInfo) error {
 	if h.swarm.Connectedness(pi.ID) == network.Connected {
 		return nil
 	}
+	ctx, cancel := h.raceKeptWake(ctx, pi.ID)
+	defer cancel()
 	if _, err := h.swarm.DialPeer(ctx, pi.ID); err != nil {
+		if h.swarm.Connectedness(pi.ID) == network.Connected {
+			return nil // a kept session answered meanwhile
+		}
 		return fmt.Errorf("failed to dial: %w", err)
 	}
 	return nil

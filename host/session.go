@@ -20,7 +20,9 @@ package host
 // the nano's contact loop makes from the guard before AOS races it, and the
 // first to answer carries the pass: a dead kept session (the master
 // restarted, an address changed) costs what a pass cost before, never a
-// TCP retransmission timeout. Until the woken session answers, drains send
+// TCP retransmission timeout. When the kept session answers first, the
+// fresh dial is dropped where it stands (Connect): the rest of its
+// handshake, about 0.8 kB of the board's link and its acks, never crosses. Until the woken session answers, drains send
 // it one round trip's worth of bytes (probation).
 //
 // A connection that goes into a gap with bytes unacknowledged is closed,
@@ -56,10 +58,33 @@ type keptPeers struct {
 	socks *sockets
 	mu    sync.Mutex
 	peers map[peer.ID]bool
+	heard map[peer.ID]chan struct{} // closed when a woken session of the peer answers
 }
 
 func newKeptPeers(socks *sockets) *keptPeers {
-	return &keptPeers{socks: socks, peers: map[peer.ID]bool{}}
+	return &keptPeers{socks: socks, peers: map[peer.ID]bool{}, heard: map[peer.ID]chan struct{}{}}
+}
+
+// answers is closed the next time a woken session of p answers.
+func (k *keptPeers) answers(p peer.ID) <-chan struct{} {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ch := k.heard[p]
+	if ch == nil {
+		ch = make(chan struct{})
+		k.heard[p] = ch
+	}
+	return ch
+}
+
+// answeredBy tells those waiting in answers that a session of p answered.
+func (k *keptPeers) answeredBy(p peer.ID) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if ch := k.heard[p]; ch != nil {
+		close(ch)
+		delete(k.heard, p)
+	}
 }
 
 func (k *keptPeers) has(p peer.ID) bool {
@@ -107,7 +132,7 @@ func (m *keptMuxer) NewConn(nc net.Conn, isServer bool, scope network.PeerScope)
 			return nil, fmt.Errorf("kept session: keepalive off: %w", errors.Join(cerr, err))
 		}
 	}
-	k := &keptSession{raw: raw}
+	k := &keptSession{raw: raw, peer: sc.RemotePeer(), kept: m.kept}
 	mc, err := m.config(true).NewConn(&wakingConn{Conn: nc, k: k}, isServer, scope)
 	if err != nil {
 		return nil, err
@@ -146,6 +171,8 @@ func (c *wakingConn) Read(b []byte) (int, error) {
 type keptSession struct {
 	network.MuxedConn
 	raw      syscall.RawConn // the TCP socket; nil if the transport hid it
+	peer     peer.ID
+	kept     *keptPeers
 	dormant  atomic.Bool
 	received atomic.Int64 // bytes read from the secured connection
 	// probation: woken at AOS, nothing read since. Until the other end
@@ -173,6 +200,7 @@ func (k *keptSession) answered() {
 		k.answer = nil
 	}
 	k.mu.Unlock()
+	k.kept.answeredBy(k.peer)
 }
 
 // heard is closed when k's probation ends (nil if it is not on probation).
@@ -340,6 +368,28 @@ func (h *Host) DormantSessions(p peer.ID) []network.Conn {
 		}
 	}
 	return out
+}
+
+// raceKeptWake returns ctx, cancelled as soon as a dormant session of p
+// answers its wake at AOS: a fresh dial made under it past that session
+// is then dropped where it stands.
+func (h *Host) raceKeptWake(ctx context.Context, p peer.ID) (context.Context, context.CancelFunc) {
+	if !h.kept.has(p) {
+		return ctx, func() {}
+	}
+	answered := h.kept.answers(p) // taken before the look, so no answer after it is missed
+	if len(h.DormantSessions(p)) == 0 {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-answered:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // resumeWait bounds the wait for a woken session's ping answer. The fresh

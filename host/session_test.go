@@ -198,6 +198,83 @@ func TestKeptSessionSleepsAndWakes(t *testing.T) {
 	}
 }
 
+// TestAFreshDialGivesWayToAKeptSessionThatAnswers: a dial made past a
+// dormant session (the contact loop's, from the guard before AOS) is
+// dropped once that session answers its wake, so the rest of its handshake
+// never crosses the link; Connect then reports the peer reached.
+func TestAFreshDialGivesWayToAKeptSessionThatAnswers(t *testing.T) {
+	a, b, _, _ := keptHosts(t)
+	if err := echo(t, a, b); err != nil {
+		t.Fatal(err)
+	}
+	kept := onlyConn(t, a, b.ID())
+	needTCPInfo(t, kept)
+	settled(t, a, b.ID())
+	settled(t, b, a.ID())
+	if n, unacked, why := a.SleepSessions(b.ID()); n != 1 {
+		t.Fatalf("SleepSessions = %d, want 1 (%d unacked: %s)", n, unacked, why)
+	}
+	if n, _, _ := b.SleepSessions(a.ID()); n != 1 {
+		t.Fatal("b's side did not go dormant")
+	}
+
+	// b seen at an address where the TCP handshake completes and nothing
+	// more ever comes: a fresh dial there stays in its security handshake.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	accepted, dropped := make(chan struct{}), make(chan struct{})
+	go func() {
+		c, err := silent.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		close(accepted)
+		io.Copy(io.Discard, c) // until the dialler lets go
+		close(dropped)
+	}()
+	silentAddr, err := manet.FromNetAddr(silent.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Peerstore().ClearAddrs(b.ID())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	raced, stopRace := a.raceKeptWake(ctx, b.ID())
+	defer stopRace()
+	dialed := make(chan error, 1)
+	go func() { dialed <- a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: []ma.Multiaddr{silentAddr}}) }()
+	select {
+	case <-accepted: // the fresh dial is in its handshake
+	case err := <-dialed:
+		t.Fatalf("Connect returned before the dial reached b's address: %v", err)
+	}
+	select {
+	case <-raced.Done():
+		t.Fatal("the race ended before any wake")
+	default:
+	}
+
+	if found, alive := a.ResumeSessions(ctx, b.ID(), func() {}); !found || !alive {
+		t.Fatalf("resume: found=%v alive=%v", found, alive)
+	}
+	// Without the race both would wait for ctx's 2 minutes.
+	if <-raced.Done(); raced.Err() != context.Canceled {
+		t.Fatalf("the race ended by %v, not by the kept session's answer", raced.Err())
+	}
+	if err := <-dialed; err != nil {
+		t.Fatalf("Connect after the kept session answered: %v", err)
+	}
+	<-dropped
+	if c := onlyConn(t, a, b.ID()); c != kept {
+		t.Fatalf("a holds %s, not the kept %s", c.ID(), kept.ID())
+	}
+}
+
 // radioLink relays TCP connections to target over loopback, as a radio
 // link would carry them: cut stops carrying the bytes of the connections
 // open at that moment without closing anything (neither end hears of it),
