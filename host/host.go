@@ -362,7 +362,9 @@ func (h *Host) protocolsChanged(added, removed protocol.ID) {
 
 // Connect makes sure there is a connection to pi.ID, dialling pi.Addrs and
 // the addresses already known. Unlike basichost it does not wait for
-// identify: the first message follows the handshake at once.
+// identify: the first message follows the handshake at once. A dial that a
+// kept session overtakes at its wake is dropped, and the peer counts as
+// reached (session.go).
 func (h *Host) Connect(ctx context.Context, pi peer.AddrInfo) error {
 	h.Peerstore().AddAddrs(pi.ID, pi.Addrs, peerstore.TempAddrTTL)
 	if h.swarm.Connectedness(pi.ID) == network.Connected {

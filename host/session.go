@@ -21,9 +21,10 @@ package host
 // first to answer carries the pass: a dead kept session (the master
 // restarted, an address changed) costs what a pass cost before, never a
 // TCP retransmission timeout. When the kept session answers first, the
-// fresh dial is dropped where it stands (Connect): the rest of its
-// handshake, about 0.8 kB of the board's link and its acks, never crosses. Until the woken session answers, drains send
-// it one round trip's worth of bytes (probation).
+// fresh dial is dropped where it stands (Connect, raceKeptWake), so the
+// rest of its handshake and the acks it draws stay off the link. Until the
+// woken session answers, drains send it one round trip's worth of bytes
+// (probation).
 //
 // A connection that goes into a gap with bytes unacknowledged is closed,
 // not kept: TCP's retransmission timer, backed off through the gap, would
