@@ -67,7 +67,8 @@ func (m *Master) Rows() []Row {
 	var out []Row
 	for _, p := range m.node.Nanos() {
 		c := m.node.NanoContact(p)
-		r := Row{Name: m.Name(p), Peer: p.String(), Profile: c.Profile.Kind.String(), Connected: m.node.Connected(p),
+		rc := m.cached(p)
+		r := Row{Name: m.nameWith(p, rc), Peer: p.String(), Profile: c.Profile.Kind.String(), Connected: m.node.Connected(p),
 			LastSeen: m.node.LastSeen(p), QueuedDown: m.o.Store.Len(string(p)), Suspected: suspected[p]}
 		if c.Plan != nil {
 			if w, ok := c.Plan.Current(now, c.Profile.Guard); ok {
@@ -76,7 +77,7 @@ func (m *Master) Rows() []Row {
 				r.NextAOS, r.NextLOS = w.Start, w.End
 			}
 		}
-		if rc := m.cached(p); rc != nil {
+		if rc != nil {
 			age := now.Sub(time.Unix(rc.Report.Measured, 0)).Seconds()
 			r.ReportAge = &age
 			r.Software = rc.Report.Version

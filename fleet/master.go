@@ -587,11 +587,16 @@ func (m *Master) Stale() uint64 {
 }
 
 // Name is nano p's name: configured, else reported, else its peer ID.
-func (m *Master) Name(p peer.ID) string {
+func (m *Master) Name(p peer.ID) string { return m.nameWith(p, m.cached(p)) }
+
+// nameWith is Name given p's latest report rc (nil: none), for a caller
+// that reads the report too: one look, so a report arriving in between
+// cannot give a row its age and not its name.
+func (m *Master) nameWith(p peer.ID, rc *Received) string {
 	if n := m.o.Names[p]; n != "" {
 		return n
 	}
-	if rc := m.cached(p); rc != nil && rc.Report.Name != "" {
+	if rc != nil && rc.Report.Name != "" {
 		return rc.Report.Name
 	}
 	return p.String()

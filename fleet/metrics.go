@@ -47,14 +47,14 @@ func (m *Master) Collect() []metrics.Family {
 	nanos := m.node.Nanos()
 	sort.Slice(nanos, func(i, j int) bool { return nanos[i] < nanos[j] })
 	for _, p := range nanos {
-		name := m.Name(p)
+		rc := m.cached(p)
+		name := m.nameWith(p, rc) // one look: all of a nano's series under one name
 		add("gardend_nano_connected", "Master: 1 while the nano is connected.", g, b(m.node.Connected(p)), "nano", name)
 		add("gardend_nano_suspected", "Master: 1 while the nano is suspected (silent through a planned window).", g, b(suspected[p]), "nano", name)
 		add("gardend_nano_queued_down_entries", "Master: DTN entries the master holds for the nano.", g, float64(m.o.Store.Len(string(p))), "nano", name)
 		if seen := m.node.LastSeen(p); !seen.IsZero() {
 			add("gardend_nano_last_seen_time_seconds", "Master: when the nano last gave a sign of life, Unix time.", g, unix(seen), "nano", name)
 		}
-		rc := m.cached(p)
 		if rc == nil {
 			continue
 		}
