@@ -290,6 +290,11 @@ type SocketState struct {
 	Written uint64 // bytes written to the socket since it opened
 	Unsent  int    // of which TCP has not sent yet
 	Pacing  uint64 // the pacing cap set (bytes/s on the wire); 0: none
+	// PayloadShare is the share of the socket's bytes on the wire that is
+	// TCP payload (payloadShare): Written and Unsent count payload, a
+	// pacing cap counts the wire, so a wait for the unsent bytes to leave
+	// takes Unsent / (Pacing × PayloadShare).
+	PayloadShare float64
 }
 
 // Socket reports the state of the TCP socket under c; ok is false when
@@ -311,6 +316,7 @@ func (h *Host) Socket(c network.Conn) (st SocketState, ok bool) {
 	// Sent once (retransmissions apart), plus not sent yet.
 	st.Written = info.Bytes_sent - info.Bytes_retrans + uint64(info.Notsent_bytes)
 	st.Unsent = int(info.Notsent_bytes)
+	st.PayloadShare = payloadShare(info, s.ipv6)
 	return st, true
 }
 

@@ -127,7 +127,7 @@ const (
 type roomGate struct {
 	n       *Node
 	conn    network.Conn
-	rate    uint64 // the planned rate's pacing both ways (bytes/s)
+	rate    uint64 // the planned rate's pacing both ways (bytes/s on the air)
 	planned uint64 // the planned rate (bits/s)
 	base    uint64 // the socket's written count when the drain began
 	flushed uint64 // bytes the drain has flushed since
@@ -169,11 +169,11 @@ func (g *roomGate) wait() error {
 		if want := g.n.pacingNow(g.conn.RemotePeer(), g.planned); want != st.Pacing {
 			g.n.h.SetPacing(g.conn.RemotePeer(), want)
 		}
-		queued, room := gateBacklog(st, g.base, g.flushed), gateRoom(g.rate, g.acksOwed())
+		queued, room := gateBacklog(st, g.base, g.flushed), gateRoom(g.payloadRate(st), g.acksOwed())
 		if queued <= room {
 			return nil
 		}
-		d := time.Duration(float64(queued-room) / float64(g.rate) * float64(time.Second))
+		d := g.leaveIn(queued-room, st)
 		t := time.NewTimer(min(max(d, 20*time.Millisecond), 500*time.Millisecond))
 		select {
 		case <-t.C:
@@ -214,7 +214,7 @@ func (g *roomGate) probeTail() {
 				return
 			}
 			last = st.Written
-			d := time.Duration(float64(gateBacklog(st, g.base, mark)) / float64(g.rate) * float64(time.Second))
+			d := g.leaveIn(gateBacklog(st, g.base, mark), st)
 			t := time.NewTimer(min(max(d, 20*time.Millisecond), 500*time.Millisecond))
 			select {
 			case <-t.C:
@@ -224,6 +224,17 @@ func (g *roomGate) probeTail() {
 			}
 		}
 	})
+}
+
+// payloadRate is the paced rate in bytes of payload per second: the gate
+// counts what the drain wrote, the pacing counts the air, headers and all.
+func (g *roomGate) payloadRate(st host.SocketState) float64 {
+	return float64(g.rate) * st.PayloadShare
+}
+
+// leaveIn is how long the paced socket takes to send n bytes of payload.
+func (g *roomGate) leaveIn(n int, st host.SocketState) time.Duration {
+	return time.Duration(float64(n) / g.payloadRate(st) * float64(time.Second))
 }
 
 // gateBacklog is what a drain has written that TCP has not sent: unsent in
@@ -236,12 +247,13 @@ func gateBacklog(st host.SocketState, base, flushed uint64) int {
 	return queued
 }
 
-// gateRoom is the backlog a paced drain may leave below itself.
-func gateRoom(pacing uint64, acksOwed bool) int {
+// gateRoom is the backlog a paced drain may leave below itself, given the
+// paced rate in payload bytes per second.
+func gateRoom(payloadPerSec float64, acksOwed bool) int {
 	if !acksOwed {
 		return 2 * pacedChunkSolo
 	}
-	return max(pacedChunk, int(pacing/4))
+	return max(pacedChunk, int(payloadPerSec/4))
 }
 
 // inboundDrains counts the delivery streams each peer has open to this

@@ -118,6 +118,20 @@ func TestGateCountsBytesNotYetInTheSocket(t *testing.T) {
 	}
 }
 
+// The gate counts payload and the pacing counts the air: at 8000 B/s on
+// the air with 1460 of every 1500 bytes payload, 7,786 B of payload take
+// a second to leave, not 0.97 s.
+func TestGateWaitsInPayloadAtARateOnTheAir(t *testing.T) {
+	g := &roomGate{rate: 8000}
+	st := host.SocketState{PayloadShare: 1460.0 / 1500}
+	if d := g.leaveIn(7786, st); d < 999*time.Millisecond || d > 1001*time.Millisecond {
+		t.Errorf("7786 B of payload leave in %v at 8000 B/s on the air, want 1 s", d)
+	}
+	if r := gateRoom(g.payloadRate(st)*100, true); r != 194666 {
+		t.Errorf("room %d, want a quarter second of payload (194666)", r)
+	}
+}
+
 // A paced drain that has sent everything and waits for acks sends one tail
 // probe (a yamux ping) once its last bytes have left the socket; an
 // unpaced one (here: a kernel or emulator that refuses pacing) sends none.
