@@ -165,8 +165,8 @@ func (x *indexer) process(from peer.ID, hb *Heartbeat, now time.Time) *Heartbeat
 			n.Metrics.Inc("pending_contact_malformed")
 			continue
 		}
-		if target == from {
-			continue
+		if target == from || target == n.id {
+			continue // nobody to tell: this indexer never heartbeats to itself
 		}
 		if x.pending[target] == nil {
 			x.pending[target] = map[peer.ID]time.Time{}
