@@ -71,17 +71,10 @@ func boardSysctl(t testing.TB, ns *linkemu.Netns) {
 	// the kernels at hand): on a kernel where one is not, this would set
 	// the whole machine's. So the machine's values are read before and
 	// after.
-	conf, err := os.ReadFile(boardSysctlFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := boardSysctlValues(t)
 	hostValues := map[string]string{}
-	for _, line := range strings.Split(string(conf), "\n") {
-		key, _, ok := strings.Cut(line, "=")
-		if key = strings.TrimSpace(key); !ok || strings.HasPrefix(key, "#") {
-			continue
-		}
-		path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
+	for key := range want {
+		path := sysctlPath(key)
 		v, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatalf("%s names %s: %v", boardSysctlFile, key, err)
@@ -97,7 +90,34 @@ func boardSysctl(t testing.TB, ns *linkemu.Netns) {
 			t.Fatalf("%s is not per network namespace on this kernel: setting it for the nano changed the machine's (%q → %q; put back)", path, strings.TrimSpace(was), strings.TrimSpace(string(now)))
 		}
 	}
+	for key, v := range want {
+		if got, err := ns.Command("cat", sysctlPath(key)).Output(); err != nil || strings.TrimSpace(string(got)) != v {
+			t.Fatalf("%s = %q in %s after sysctl -p, want %s (%v)", key, strings.TrimSpace(string(got)), ns.Name, v, err)
+		}
+	}
 }
+
+// boardSysctlValues are the settings of the board's sysctl.d file, by key.
+func boardSysctlValues(t testing.TB) map[string]string {
+	conf, err := os.ReadFile(boardSysctlFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := map[string]string{}
+	for _, line := range strings.Split(string(conf), "\n") {
+		key, value, ok := strings.Cut(line, "=")
+		if key = strings.TrimSpace(key); ok && !strings.HasPrefix(key, "#") {
+			values[key] = strings.TrimSpace(value)
+		}
+	}
+	if len(values) == 0 {
+		t.Fatalf("%s sets nothing", boardSysctlFile)
+	}
+	return values
+}
+
+// sysctlPath is where /proc/sys shows a sysctl key.
+func sysctlPath(key string) string { return "/proc/sys/" + strings.ReplaceAll(key, ".", "/") }
 
 // checkBoardTCP fails unless the nano's TCP connections (in ns) carry no
 // timestamps, as the board's sysctl file says, and logs the first one's

@@ -75,8 +75,10 @@ func scenarioVM(t *testing.T, arch string) {
 	active := usec(t, p, "ActiveEnterTimestampMonotonic")
 	t.Logf("gardend exec → READY: %.2f s", float64(active-usec(t, p, "ExecMainStartTimestampMonotonic"))/1e6)
 	// systemd-sysctl applied the board's radio file at boot.
-	if ts := strings.TrimSpace(v.run("cat /proc/sys/net/ipv4/tcp_timestamps")); ts != "0" {
-		t.Fatalf("net.ipv4.tcp_timestamps = %s in the guest, want 0 from /usr/lib/sysctl.d/60-gardend-radio.conf", ts)
+	for key, want := range boardSysctlValues(t) {
+		if got := strings.TrimSpace(v.run("cat " + sysctlPath(key))); got != want {
+			t.Fatalf("%s = %s in the guest, want %s from /usr/lib/sysctl.d/60-gardend-radio.conf", key, got, want)
+		}
 	}
 
 	// SIGHUP through systemd (ExecReload) with the passes in a new plan:
