@@ -27,6 +27,17 @@ type Link struct {
 	// OnChange, if set, is told when the link goes up or down.
 	OnChange func(up bool, at time.Time)
 	lose     atomic.Pointer[func(pkt []byte, behind [][]byte) bool]
+	watch    atomic.Pointer[func(size int, at time.Time)]
+}
+
+// SetWatch tells watch about each packet of b→a delivered to a: its size
+// and when it arrived. A bench times a drain on the air with it. nil: none.
+func (l *Link) SetWatch(watch func(size int, at time.Time)) {
+	if watch == nil {
+		l.watch.Store(nil)
+		return
+	}
+	l.watch.Store(&watch)
 }
 
 // SetLose asks lose about each packet of b→a as it reaches a, with the
@@ -73,7 +84,7 @@ func (l *Link) Run(ctx context.Context) {
 		src, dst io.ReadWriter
 		pipe     *Pipe
 		st       *Stats
-		chosen   bool // SetLose applies
+		chosen   bool // SetLose and SetWatch apply
 	}{{l.a, l.b, l.ab, &l.AtoB, false}, {l.b, l.a, l.ba, &l.BtoA, true}} {
 		wg.Add(1)
 		go func() {
@@ -159,6 +170,9 @@ func (l *Link) forward(ctx context.Context, src, dst io.ReadWriter, p *Pipe, st 
 					dst.Write(x.pkt)
 					st.Packets.Add(1)
 					st.Bytes.Add(uint64(len(x.pkt)))
+					if f := l.watch.Load(); chosen && f != nil {
+						(*f)(len(x.pkt), time.Now())
+					}
 				} else {
 					st.DownDrops.Add(1)
 				}
