@@ -23,7 +23,7 @@ import (
 //   - drain_goodput_ratio: resource bytes applied at the ground per second
 //     while draining (first to last delivery) ÷ link rate, pass 2;
 //   - drain_goodput_ratio_both_ways: the same for the board backlog in pass 3;
-//   - drain_goodput_on_air (…_both_ways): the backlog's bytes over the
+//   - drain_goodput_ratio_on_air (…_both_ways): the backlog's bytes over the
 //     link time from the drain's first full segment to its last delivery
 //     (onAir below), pass 2 (pass 3); …_3_passes: over the link time of
 //     pass 2 and passes 5 and 6, which drain such a backlog too. The ratio
@@ -99,9 +99,9 @@ func BenchmarkFlightBench(b *testing.B) {
 		for _, d := range pooled {
 			pooledTime += d.last.Sub(d.onAir)
 		}
-		b.ReportMetric(float64(n*size)/oneWay.last.Sub(oneWay.onAir).Seconds()/rate, "drain_goodput_on_air")
-		b.ReportMetric(float64(len(pooled)*n*size)/pooledTime.Seconds()/rate, "drain_goodput_on_air_3_passes")
-		b.ReportMetric(float64(n*size)/bothWays.last.Sub(bothWays.onAir).Seconds()/rate, "drain_goodput_on_air_both_ways")
+		b.ReportMetric(float64(n*size)/oneWay.last.Sub(oneWay.onAir).Seconds()/rate, "drain_goodput_ratio_on_air")
+		b.ReportMetric(float64(len(pooled)*n*size)/pooledTime.Seconds()/rate, "drain_goodput_ratio_on_air_3_passes")
+		b.ReportMetric(float64(n*size)/bothWays.last.Sub(bothWays.onAir).Seconds()/rate, "drain_goodput_ratio_on_air_both_ways")
 		// The ratios start at the first delivery applied, which a kept
 		// session brings earlier; what a pass spends on its backlog is
 		// from link up to the last one.
