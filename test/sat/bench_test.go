@@ -58,10 +58,7 @@ func BenchmarkFlightBench(b *testing.B) {
 		bn := newBench(b, benchOpts{arch: "amd64", pass: 30 * time.Second, gap: 10 * time.Second, passes: 6, lead: 12 * time.Second})
 		firstUp, firstAcked := firstContact(b, bn)
 
-		for i := range n {
-			s := fmt.Sprintf("down-board-%d", i)
-			bn.nano.put(b, s, "", s+":"+strings.Repeat("s", max(0, size-len(s)-1)))
-		}
+		boardBacklog(b, bn, "down-board", n, size)
 		oneWay := drainPass(b, bn, 1, n)
 		makeGapWork(b, bn, "both", n, size)
 		bothWays := drainPass(b, bn, 2, n)
@@ -70,10 +67,7 @@ func BenchmarkFlightBench(b *testing.B) {
 		// session is dead, and the end of it never reached the nano (the
 		// link was down).
 		bn.ground.kill()
-		for i := range n {
-			s := fmt.Sprintf("lost-board-%d", i)
-			bn.nano.put(b, s, "", s+":"+strings.Repeat("s", max(0, size-len(s)-1)))
-		}
+		boardBacklog(b, bn, "lost-board", n, size)
 		bn.ground.start(b)
 		lost := drainPass(b, bn, 3, n)
 		// Two more passes like pass 2, so that one way is also measured
@@ -82,10 +76,7 @@ func BenchmarkFlightBench(b *testing.B) {
 		// round trip), more than the changes it is used to judge.
 		pooled := []drained{oneWay}
 		for w := 4; w < 6; w++ {
-			for i := range n {
-				s := fmt.Sprintf("more-board-%d-%d", w, i)
-				bn.nano.put(b, s, "", s+":"+strings.Repeat("s", max(0, size-len(s)-1)))
-			}
+			boardBacklog(b, bn, fmt.Sprintf("more-board-%d", w), n, size)
 			pooled = append(pooled, drainPass(b, bn, w, n))
 		}
 		st := bn.nano.status(b)
@@ -182,10 +173,7 @@ func BenchmarkFlightBenchTailLoss(b *testing.B) {
 			lostAt.Store(time.Now().UnixNano())
 			return true
 		})
-		for i := range n {
-			s := fmt.Sprintf("tail-board-%d", i)
-			bn.nano.put(b, s, "", s+":"+strings.Repeat("s", max(0, size-len(s)-1)))
-		}
+		boardBacklog(b, bn, "tail-board", n, size)
 		d := drainPass(b, bn, 1, n)
 		if lostAt.Load() == 0 {
 			b.Fatal("no segment lost: the drain's data never paused after ten full segments")
@@ -196,6 +184,15 @@ func BenchmarkFlightBenchTailLoss(b *testing.B) {
 		b.ReportMetric(float64(metric(bn.nano.status(b), "delivery_tail_probes")), "tail_probes")
 		bn.nano.stop(b)
 		bn.ground.stop(b)
+	}
+}
+
+// boardBacklog puts n resources of size bytes on the nano, named
+// prefix-0 … prefix-(n-1): a backlog it owes the ground.
+func boardBacklog(b *testing.B, bn *bench, prefix string, n, size int) {
+	for i := range n {
+		s := fmt.Sprintf("%s-%d", prefix, i)
+		bn.nano.put(b, s, "", s+":"+strings.Repeat("s", max(0, size-len(s)-1)))
 	}
 }
 
