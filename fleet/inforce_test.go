@@ -278,10 +278,16 @@ func TestPushHistoryEvictsSettledFirst(t *testing.T) {
 	}
 
 	k.startNano(nano, master.info(), node.Contact{})
-	k.clock.Add(2 * time.Second) // past the backoff of the master's attempts while the nano was down
+	// The master's attempts while the nano was down back off on the kit's
+	// clock, and the last of them may fail after the nano started (under
+	// qemu it did): simulated time passes while the test waits, so the
+	// master's next attempt always comes.
 	eventually(t, "plan version 1 confirmed", func() bool {
-		s, _ := pushStatus(t, master, nid, KindPlan, 1)
-		return s == "applied"
+		if s, _ := pushStatus(t, master, nid, KindPlan, 1); s == "applied" {
+			return true
+		}
+		k.clock.Add(100 * time.Millisecond)
+		return false
 	})
 	refusals()
 	log, err := master.mstr.pushLog(nid)
