@@ -756,6 +756,7 @@ func (n *Node) readAcks(s network.Stream, r *codec.FrameReader, dest peer.ID, pr
 			n.Metrics.Inc("delivery_unexpected_acks")
 			continue
 		}
+		n.acks.heard(dest, n.o.Now())
 		if ack.Status != AckApplied {
 			n.Metrics.Inc("delivery_refused")
 			n.log.Warn("peer refused a delivery for good; dropping it", "peer", dest, "protocol", proto, "reason", ack.Reason)

@@ -191,6 +191,7 @@ type Node struct {
 	alive atomic.Int64 // Unix ns of the delivery loop's last turn
 
 	heartbeatEvery atomic.Int64 // ns; Options.HeartbeatInterval, changed by SetContact
+	acks           ackTimes     // when each destination last acknowledged a delivery (heartbeat.go)
 
 	inbound inboundDrains // peers draining to this node now (pacing.go)
 
