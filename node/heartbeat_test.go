@@ -5,8 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
+	"gardend/codec"
 	"gardend/dtn"
 	"gardend/plan"
 	"gardend/swim"
@@ -180,4 +183,52 @@ func TestHeartbeatLoopLeavesBeatsToAcks(t *testing.T) {
 	got = received()
 	advance(2 * interval)
 	eventually(t, "a beat once the acks stop", time.Minute, func() bool { return received() > got })
+}
+
+// A second heartbeat stream from a peer takes its session over at the
+// indexer, and the first one's end leaves it in place: the beats on the
+// second are still answered (they were refused as over the rate limit,
+// the session gone with the first stream).
+func TestAnIndexerKeepsTheSessionOfAPeersNewestStream(t *testing.T) {
+	tn := newTestNet(t)
+	idx := tn.peerOf("idx", RoleIndexer)
+	idx.start(t)
+	client := tn.peerOf("client", RoleNano) // its host only: no node of its own
+	client.host.Peerstore().AddAddrs(idx.ID(), idx.info().Addrs, time.Hour)
+	open := func() (network.Stream, *codec.FrameReader) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		s, err := client.host.NewStream(ctx, idx.ID(), protocol.ID(ProtoHeartbeat))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, tn.codec.NewReader(s)
+	}
+	beat := func(s network.Stream, r *codec.FrameReader, what string) {
+		t.Helper()
+		s.SetDeadline(time.Now().Add(time.Minute))
+		if err := tn.codec.WriteMessage(s, &Heartbeat{Time: uint64(time.Now().Unix()), Name: "client"}); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		m, _, err := tn.codec.ReadMessage(r, ProtoHeartbeat)
+		if _, ok := m.(*HeartbeatResponse); err != nil || !ok {
+			t.Fatalf("%s: %T, %v", what, m, err)
+		}
+	}
+	inbound := func() (n int) {
+		idx.host.Network().ResourceManager().ViewPeer(client.host.ID(), func(ps network.PeerScope) error {
+			n = ps.Stat().NumStreamsInbound
+			return nil
+		})
+		return n
+	}
+	s1, r1 := open()
+	beat(s1, r1, "first stream")
+	s2, r2 := open()
+	beat(s2, r2, "second stream")
+	s1.Reset()
+	// The indexer frees the stream's slot once its handler has returned.
+	eventually(t, "the first stream's end at the indexer", time.Minute, func() bool { return inbound() == 1 })
+	beat(s2, r2, "second stream, after the first ended")
+	s2.Reset()
 }

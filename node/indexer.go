@@ -78,20 +78,29 @@ func (x *indexer) serveHeartbeat(s network.Stream, r *codec.FrameReader) error {
 	n := x.n
 	from := s.Conn().RemotePeer()
 	x.mu.Lock()
-	if _, ok := x.sessions[from]; !ok {
-		// Capacity limits new sessions only: established ones carry on (the
-		// seed cut existing sessions once full).
-		if len(x.sessions) >= n.o.MaxSessions {
-			x.mu.Unlock()
-			n.Metrics.Inc("heartbeat_refused_capacity")
-			return &Refusal{Reason: "indexer full"}
-		}
-		x.sessions[from] = &session{window: n.o.Now()}
+	old, ok := x.sessions[from]
+	// Capacity limits new sessions only: established ones carry on (the
+	// seed cut existing sessions once full).
+	if !ok && len(x.sessions) >= n.o.MaxSessions {
+		x.mu.Unlock()
+		n.Metrics.Inc("heartbeat_refused_capacity")
+		return &Refusal{Reason: "indexer full"}
 	}
+	// A peer's newest stream takes its session over, rate count and all: a
+	// sender opens a new one when it gave up the last (a reset lost on the
+	// link leaves the old one here until it idles out), and the old
+	// stream's end must not take the new one's session with it.
+	ss := &session{window: n.o.Now()}
+	if ok {
+		*ss = *old
+	}
+	x.sessions[from] = ss
 	x.mu.Unlock()
 	defer func() {
 		x.mu.Lock()
-		delete(x.sessions, from)
+		if x.sessions[from] == ss {
+			delete(x.sessions, from)
+		}
 		x.mu.Unlock()
 	}()
 	// A session may stay quiet for three beats of the slowest profile
