@@ -157,6 +157,9 @@ func TestANearlyFullNanoHandsOnToAStation(t *testing.T) {
 	x.n.Store.SetQuota((held + 100) * 10 / 9)
 	x.f.clock.Set(x.svalbard.Start.Add(2 * time.Second))
 	expectCatalogue(t, x.master, up)
+	// Acknowledged, so counted: the master counts an entry after the commit
+	// that shows it, before it acknowledges it.
+	eventually(t, "the stations empty", func() bool { return x.s1.Store.Len("") == 0 && x.s2.Store.Len("") == 0 })
 	if got := metric(x.master, "relayed_applied"); got != uint64(len(up)) {
 		t.Errorf("master applied %d relayed entries, want %d", got, len(up))
 	}
