@@ -381,14 +381,23 @@ func (n *Node) contactLoop() {
 			// fresh SYN leaves within seconds of the link coming up.
 			wait = min(wait, acquireRetry)
 		}
-		if !open && c.Plan != nil {
+		// Wake when the window closes (its sessions sleep or close then: a
+		// heartbeat interval can be longer than the rest of the window, or
+		// than the gap after it) and when the next one opens.
+		until := func(at time.Time) { wait = min(wait, max(at.Sub(now), time.Millisecond)) }
+		if end, ok := c.ClosesAt(now); ok {
+			until(end)
+		} else if !open && c.Plan != nil {
 			if w, ok := c.Plan.NextStart(now); ok {
-				wait = min(wait, max(w.Start.Add(-c.Profile.Guard).Sub(now), time.Millisecond))
+				until(w.Start.Add(-c.Profile.Guard))
 			}
 		}
-		for _, pp := range n.peerPlans() { // a station coming into view
+		for _, pp := range n.peerPlans() { // a station leaving or coming into view
+			if w, ok := pp.Current(now, c.Profile.Guard); ok && c.Profile.WindowsOnly {
+				until(w.End.Add(c.Profile.Guard))
+			}
 			if w, ok := pp.NextStart(now); ok {
-				wait = min(wait, max(w.Start.Add(-c.Profile.Guard).Sub(now), time.Millisecond))
+				until(w.Start.Add(-c.Profile.Guard))
 			}
 		}
 		t := time.NewTimer(wait)

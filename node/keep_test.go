@@ -96,3 +96,92 @@ func TestKeptFollowsTheProfile(t *testing.T) {
 		t.Fatal("the nano does not keep its master once orbital again")
 	}
 }
+
+// A nano's kept session sleeps when its window closes (end plus guard),
+// not at the contact loop's next heartbeat tick: with heartbeats slower
+// than the rest of the window, or than the gap, the session went into the
+// gap awake (and anything written there was lost to a dead link). The
+// nano heartbeats once an hour here; its window closes seconds after the
+// start on the simulated clock.
+func TestAKeptSessionSleepsWhenItsWindowCloses(t *testing.T) {
+	t0 := time.Now()
+	clock := &simClock{t: t0}
+	prof := ProfileFor(ProfileOrbital)
+	prof.Guard = time.Second
+	end := t0.Add(2 * time.Second)
+	p, err := plan.New([]plan.Window{{Start: t0.Add(-time.Hour), End: end}, {Start: t0.Add(time.Hour), End: t0.Add(2 * time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := newTestNet(t)
+	master := tn.peerOf("master", RoleMaster)
+	nano := tn.peerOf("nano", RoleNano)
+	master.opts.Now = clock.Now
+	master.opts.Nanos = []peer.AddrInfo{nano.info()}
+	master.opts.NanoContacts = map[peer.ID]Contact{nano.host.ID(): {Profile: prof, Plan: p}}
+	nano.opts.Now = clock.Now
+	nano.opts.Contact = Contact{Profile: prof, Plan: p}
+	nano.opts.Master = master.info()
+	nano.opts.HeartbeatInterval = time.Hour
+	master.start(t)
+	nano.start(t)
+	m := master.ID()
+	if !nano.host.Kept(m) {
+		t.Fatal("the nano does not keep its session to the master: the test sets nothing up")
+	}
+	eventually(t, "the nano connected in its window", time.Minute, func() bool { return nano.Connected(m) })
+
+	clock.Set(end.Add(prof.Guard)) // the window and its guard are over
+	eventually(t, "the nano's session asleep after its window", time.Minute, func() bool {
+		return nano.Metrics.Get("sessions_slept") == 1
+	})
+	if d := nano.host.DormantSessions(m); len(d) != 1 {
+		t.Fatalf("%d dormant sessions to the master after the window, want 1", len(d))
+	}
+	if n := nano.Metrics.Get("sessions_dropped_unacked"); n != 0 {
+		t.Fatalf("%d sessions dropped at LOS for bytes unacknowledged: the session was not quiet", n)
+	}
+}
+
+// A nano closes its connection to a ground station when the station's
+// window (plan of its own, PeerPlans) closes, not at the contact loop's
+// next heartbeat tick, while its own contact plan is still open.
+func TestANanoLeavesAStationWhenItsWindowCloses(t *testing.T) {
+	t0 := time.Now()
+	clock := &simClock{t: t0}
+	prof := ProfileFor(ProfileOrbital)
+	prof.Guard = time.Second
+	end := t0.Add(2 * time.Second)
+	own, err := plan.New([]plan.Window{{Start: t0.Add(-time.Hour), End: t0.Add(time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	overStation, err := plan.New([]plan.Window{{Start: t0.Add(-time.Hour), End: end}, {Start: t0.Add(2 * time.Hour), End: t0.Add(3 * time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := newTestNet(t)
+	master := tn.peerOf("master", RoleMaster)
+	station := tn.peerOf("station", RoleStation)
+	nano := tn.peerOf("nano", RoleNano)
+	master.opts.Now = clock.Now
+	master.opts.Nanos = []peer.AddrInfo{nano.info()}
+	station.opts.Now = clock.Now
+	nano.opts.Now = clock.Now
+	nano.opts.Contact = Contact{Profile: prof, Plan: own}
+	nano.opts.Master = master.info()
+	nano.opts.Stations = []peer.AddrInfo{station.info()}
+	nano.opts.PeerPlans = map[peer.ID]*plan.Plan{station.host.ID(): overStation}
+	nano.opts.HeartbeatInterval = time.Hour
+	master.start(t)
+	station.start(t)
+	nano.start(t)
+	s := station.ID()
+	eventually(t, "the nano connected to the station in view", time.Minute, func() bool { return nano.Connected(s) })
+
+	clock.Set(end.Add(prof.Guard)) // the station's window and its guard are over
+	eventually(t, "the nano's connection to the station closed", time.Minute, func() bool { return !nano.Connected(s) })
+	if !nano.Connected(master.ID()) {
+		t.Fatal("the nano left its master too: its own window is still open")
+	}
+}

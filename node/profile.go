@@ -103,6 +103,17 @@ func (c Contact) Describe(now time.Time) string {
 	return "no window left in the plan"
 }
 
+// ClosesAt is when Open next turns false, if it is true at now because of
+// a window: that window's end plus the guard. A loop that acts when a
+// window closes wakes then, not at its next tick.
+func (c Contact) ClosesAt(now time.Time) (time.Time, bool) {
+	if c.Plan == nil || !c.Profile.WindowsOnly {
+		return time.Time{}, false
+	}
+	w, ok := c.Plan.Current(now, c.Profile.Guard)
+	return w.End.Add(c.Profile.Guard), ok
+}
+
 // LastCall reports whether now is in the last guard interval of the current
 // window: the moment to renew the record before loss of signal.
 func (c Contact) LastCall(now time.Time) bool {
