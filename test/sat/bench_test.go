@@ -187,6 +187,64 @@ func BenchmarkFlightBenchTailLoss(b *testing.B) {
 	}
 }
 
+// BenchmarkFlightBenchNearTailLoss: a link that loses nothing but one
+// packet, the full data segment before the last of the nano's drain in
+// the third pass. The last one still crosses, so the ground's SACK of it
+// comes back and TCP repairs the hole from that (RACK), not from a probe:
+// what it waits before it resends is the board's reordering allowance.
+// The second pass drains a backlog of the same size without loss, to count
+// the drain's full segments. near_tail_loss_repair_s: from the segment's
+// loss to the last delivery applied at the ground.
+func BenchmarkFlightBenchNearTailLoss(b *testing.B) {
+	const n, size = 30, 2000
+	for b.Loop() {
+		bn := newBench(b, benchOpts{arch: "amd64", pass: 30 * time.Second, gap: 10 * time.Second, passes: 3, lead: 12 * time.Second,
+			lossless: true, interval: 30 * time.Second})
+		firstContact(b, bn)
+		full := 0 // SetLose's calls are one goroutine's
+		bn.link.SetLose(func(pkt []byte, _ [][]byte) bool {
+			if len(pkt) >= fullSegment {
+				full++
+			}
+			return false
+		})
+		// The same names' lengths in both passes: the same bytes to send.
+		boardBacklog(b, bn, "pass2", n, size)
+		lossless := drainPass(b, bn, 1, n)
+		bn.link.SetLose(nil) // after drainPass: the window has ended
+		if full < 10 {
+			b.Fatalf("the lossless drain sent %d full segments: too few to lose the one before the last", full)
+		}
+		var lostAt atomic.Int64
+		crossed := 0
+		bn.link.SetLose(func(pkt []byte, _ [][]byte) bool {
+			if len(pkt) < fullSegment || lostAt.Load() != 0 {
+				return false
+			}
+			if crossed++; crossed < full-1 {
+				return false
+			}
+			lostAt.Store(time.Now().UnixNano())
+			return true
+		})
+		boardBacklog(b, bn, "pass3", n, size)
+		d := drainPass(b, bn, 2, n)
+		if lostAt.Load() == 0 {
+			b.Fatalf("no segment lost: the third pass sent fewer full segments than the second's %d", full)
+		}
+		b.ReportMetric(0, "ns/op")
+		st := bn.nano.status(b)
+		b.Logf("nano after pass 3: sessions_resumed=%d sessions_lost=%d sessions_slept=%d sessions_dropped_unacked=%d wakes_sent=%d",
+			metric(st, "sessions_resumed"), metric(st, "sessions_lost"), metric(st, "sessions_slept"), metric(st, "sessions_dropped_unacked"), metric(st, "wakes_sent"))
+		b.ReportMetric(float64(full), "near_tail_full_segments")
+		b.ReportMetric(d.last.Sub(time.Unix(0, lostAt.Load())).Seconds(), "near_tail_loss_repair_s")
+		b.ReportMetric(d.last.Sub(d.up).Seconds(), "near_tail_loss_drain_done_s_after_aos")
+		b.ReportMetric(lossless.last.Sub(lossless.up).Seconds(), "near_tail_lossless_drain_done_s_after_aos")
+		bn.nano.stop(b)
+		bn.ground.stop(b)
+	}
+}
+
 // boardBacklog puts n resources of size bytes on the nano, named
 // prefix-0 … prefix-(n-1): a backlog it owes the ground.
 func boardBacklog(b *testing.B, bn *bench, prefix string, n, size int) {
