@@ -118,8 +118,9 @@ sat-ci: ## the flight-bench scenarios CI runs: gap work, a crash mid-drain, two 
 	GARDEND_SAT=1 $(GO) test -count=1 -timeout 15m -v -run 'TestGapWorkArrivesArm64|TestNanoKilledMidDrain|TestTwoStationsArm64' ./test/sat/
 
 # SAT_SEEDS: loss seeds of the radio (GARDEND_SAT_SEED), one bench run each
-# (about 4 minutes a seed); with a fixed seed the same packets are lost every
-# run (test/sat/README.md), so the default takes four. Each seed's BENCH lines
+# (about 8 minutes a seed: the flight bench and the two tail-loss benches);
+# with a fixed seed the same packets are lost every run (test/sat/README.md),
+# so the default takes four. Each seed's BENCH lines
 # are printed as they come; after the last seed, scripts/benchseeds.awk
 # prints each figure's median across the seeds (with min and max).
 # SAT_SEEDS=0 runs one seed, without a summary. A seed that fails is named
