@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +23,7 @@ import (
 	"gardend/dtn"
 	"gardend/host"
 	"gardend/hsm"
+	"gardend/internal/freeport"
 )
 
 // The delivery crash tests run one end of a link in a child process that
@@ -202,15 +202,6 @@ func (c *crashChild) next(t *testing.T, within time.Duration) string {
 
 func (c *crashChild) kill() { c.cmd.Process.Signal(syscall.SIGKILL); c.cmd.Wait() }
 
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
 // childIdentity makes the child's key file (so its peer ID is known
 // before it runs) and returns its data dir and peer ID.
 func childIdentity(t *testing.T) (string, peer.ID) {
@@ -246,7 +237,7 @@ func TestReceiverKilledBetweenBatchCommitAndAcks(t *testing.T) {
 	tn := newTestNet(t)
 	nano := tn.peerOf("nano", RoleNano)
 	dir, masterID := childIdentity(t)
-	port := freePort(t)
+	port := strconv.Itoa(freeport.Port(t))
 	nano.opts.Master = peer.AddrInfo{ID: masterID, Addrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/" + port)}}
 	nano.start(t)
 	rng := rand.New(rand.NewPCG(11, uint64(time.Now().UnixNano())))
@@ -369,7 +360,7 @@ func TestSenderKilledBetweenAcksAndDeletion(t *testing.T) {
 	tn := newTestNet(t)
 	master := tn.peerOf("master", RoleMaster)
 	dir, nanoID := childIdentity(t)
-	port := freePort(t)
+	port := strconv.Itoa(freeport.Port(t))
 	var mu sync.Mutex
 	applied := map[string]int{}
 	master.opts.OnApplied = func(_ peer.ID, _, id string) {

@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"gardend/fleet"
 	"gardend/host"
-	"gardend/metrics/promtest"
+	"gardend/internal/freeport"
 )
 
 // daemonProc is a `gardend run` in this process.
@@ -97,7 +98,7 @@ func groundAndNanoFiles(t *testing.T, dir string) (pskFile, key, nanoKey, ground
 	_, groundOut, _ := runCLI(t, "keygen", "--key", key)
 	_, nanoOut, _ := runCLI(t, "keygen", "--key", nanoKey)
 	groundID, nanoID = peerIDFrom(t, groundOut), peerIDFrom(t, nanoOut)
-	groundAddr = "/ip4/127.0.0.1/tcp/" + strings.Split(promtest.FreePort(t), ":")[1]
+	groundAddr = "/ip4/127.0.0.1/tcp/" + strconv.Itoa(freeport.Port(t))
 	return
 }
 

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +25,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"gardend/host"
+	"gardend/internal/freeport"
 	"gardend/limits"
 	"gardend/node"
 )
@@ -46,15 +46,6 @@ type victim struct {
 	sock string
 	cmd  *exec.Cmd
 	log  *os.File
-}
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func newHostileNet(t testing.TB) *hostileNet {
@@ -81,7 +72,7 @@ func newHostileNet(t testing.TB) *hostileNet {
 		if err != nil {
 			t.Fatal(err)
 		}
-		addr := ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t)))
+		addr := ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freeport.Port(t)))
 		os.MkdirAll(filepath.Join(dir, name), 0o700)
 		return &victim{name: name, id: id, addr: addr, sock: filepath.Join(dir, name, "control.sock")}
 	}

@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"gardend/host"
 	"gardend/hsm"
+	"gardend/internal/freeport"
 	"gardend/metrics/promtest"
 	"gardend/node"
 )
@@ -51,8 +53,8 @@ func TestPrometheusScrapesARunningDaemon(t *testing.T) {
 		"TIME_SYSTEM = UTC\nMEAN_ELEMENT_THEORY = SGP4\nEPOCH = "+epoch+"\nMEAN_MOTION = 15.50088696\nECCENTRICITY = .0004179\n"+
 		"INCLINATION = 51.6327\nRA_OF_ASC_NODE = 275.9345\nARG_OF_PERICENTER = 299.5263\nMEAN_ANOMALY = 60.5309\n"+
 		"EPHEMERIS_TYPE = 0\nCLASSIFICATION_TYPE = U\nNORAD_CAT_ID = 412345\nBSTAR = .21333E-3\n"), 0o600)
-	metricsAddr := promtest.FreePort(t)
-	groundAddr := "/ip4/127.0.0.1/tcp/" + strings.Split(promtest.FreePort(t), ":")[1]
+	metricsAddr := freeport.Addr(t)
+	groundAddr := "/ip4/127.0.0.1/tcp/" + strconv.Itoa(freeport.Port(t))
 	cfg := filepath.Join(dir, "gardend.toml")
 	os.WriteFile(cfg, []byte(`name = "ground-metrics"
 roles = ["master", "indexer"]

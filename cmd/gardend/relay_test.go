@@ -4,12 +4,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"gardend/host"
-	"gardend/metrics/promtest"
+	"gardend/internal/freeport"
 	"gardend/node"
 	"gardend/relay"
 )
@@ -30,7 +31,7 @@ func TestThroughAStationCLI(t *testing.T) {
 	for _, n := range []string{"mcc", "alpha", "sat"} {
 		_, out, _ := runCLI(t, "keygen", "--key", filepath.Join(dir, n+".key"))
 		ids[n] = peerIDFrom(t, out)
-		addrs[n] = "/ip4/127.0.0.1/tcp/" + strings.Split(promtest.FreePort(t), ":")[1]
+		addrs[n] = "/ip4/127.0.0.1/tcp/" + strconv.Itoa(freeport.Port(t))
 	}
 	// The window over alpha opens in a few seconds and lasts the test.
 	start := time.Now().Add(3 * time.Second).UTC().Truncate(time.Second)

@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gardend/internal/freeport"
 )
 
 // Tool returns the path of a Prometheus program (promtool, prometheus), or
@@ -48,17 +49,6 @@ func CheckMetrics(t testing.TB, text []byte) {
 	}
 }
 
-// FreePort returns a loopback TCP address nobody listens on right now.
-func FreePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // Server is a Prometheus server started for a test.
 type Server struct {
 	URL     string // http://127.0.0.1:PORT
@@ -84,7 +74,7 @@ func Start(t testing.TB, target string) *Server {
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := FreePort(t)
+	addr := freeport.Addr(t)
 	s := &Server{URL: "http://" + addr, logFile: filepath.Join(dir, "prometheus.log")}
 	logf, err := os.Create(s.logFile)
 	if err != nil {
