@@ -103,9 +103,10 @@ func (c Contact) Describe(now time.Time) string {
 	return "no window left in the plan"
 }
 
-// ClosesAt is when Open next turns false, if it is true at now because of
-// a window: that window's end plus the guard. A loop that acts when a
-// window closes wakes then, not at its next tick.
+// ClosesAt is when the window open at now (with guard) ends: its end plus
+// the guard, when Open turns false unless the next window's guard has
+// begun by then. A loop that acts when a window closes wakes then, not at
+// its next tick.
 func (c Contact) ClosesAt(now time.Time) (time.Time, bool) {
 	if c.Plan == nil || !c.Profile.WindowsOnly {
 		return time.Time{}, false
