@@ -130,6 +130,10 @@ func TestAKeptSessionSleepsWhenItsWindowCloses(t *testing.T) {
 		t.Fatal("the nano does not keep its session to the master: the test sets nothing up")
 	}
 	eventually(t, "the nano connected in its window", time.Minute, func() bool { return nano.Connected(m) })
+	if nano.host.SessionRTT(m) == 0 {
+		// Its unacked bytes unknown, a session is never kept (host.needTCPInfo).
+		t.Skip("TCP_INFO cannot be read on this platform (qemu-user): sessions are not kept here")
+	}
 
 	clock.Set(end.Add(prof.Guard)) // the window and its guard are over
 	eventually(t, "the nano's session asleep after its window", time.Minute, func() bool {
