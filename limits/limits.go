@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/x/rate"
@@ -101,30 +102,42 @@ func base() rcmgr.ConcreteLimitConfig { return rcmgr.DefaultLimits.Scale(1<<30, 
 // address, peers are judged by identity (the gater, the per-peer limits),
 // and a nano killed and restarted many times in a pass must get back in at
 // once.
+//
+// The refusals come through the manager's metrics hooks, not its trace: a
+// trace reporter turns on a trace of every reservation and release, in
+// every scope, each stamped with a formatted time under one lock, on the
+// path of every stream and buffer; the hooks are plain calls.
 func NewResourceManager(c Config, r *Refusals) (network.ResourceManager, error) {
 	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(c.Resources),
-		rcmgr.WithMetricsDisabled(),
-		rcmgr.WithTraceReporter(r),
+		rcmgr.WithMetricsDisabled(), // go-libp2p's Prometheus collectors, not ours
+		rcmgr.WithMetrics(r),
 		rcmgr.WithLimitPerSubnet(
 			[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 0, ConnCount: math.MaxInt}},
 			[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 0, ConnCount: math.MaxInt}}),
 		rcmgr.WithConnRateLimiters(&rate.Limiter{}))
 }
 
-// Refusals counts what the resource manager refused, by kind. It is told
-// every event synchronously, so it only counts.
+// Refusals counts what the resource manager refused, by kind: a stream
+// refused when it opens or when it names its protocol or service, a
+// connection refused when it opens or when it is attached to its peer, and
+// a memory reservation.
 type Refusals struct {
 	Streams, Conns, Memory atomic.Uint64
 }
 
-// ConsumeEvent implements rcmgr.TraceReporter.
-func (l *Refusals) ConsumeEvent(ev rcmgr.TraceEvt) {
-	switch ev.Type {
-	case rcmgr.TraceBlockAddStreamEvt:
-		l.Streams.Add(1)
-	case rcmgr.TraceBlockAddConnEvt:
-		l.Conns.Add(1)
-	case rcmgr.TraceBlockReserveMemoryEvt:
-		l.Memory.Add(1)
-	}
-}
+var _ rcmgr.MetricsReporter = (*Refusals)(nil)
+
+func (l *Refusals) BlockConn(network.Direction, bool)      { l.Conns.Add(1) }
+func (l *Refusals) BlockPeer(peer.ID)                      { l.Conns.Add(1) }
+func (l *Refusals) BlockStream(peer.ID, network.Direction) { l.Streams.Add(1) }
+func (l *Refusals) BlockProtocol(protocol.ID)              { l.Streams.Add(1) }
+func (l *Refusals) BlockProtocolPeer(protocol.ID, peer.ID) { l.Streams.Add(1) }
+func (l *Refusals) BlockService(string)                    { l.Streams.Add(1) }
+func (l *Refusals) BlockServicePeer(string, peer.ID)       { l.Streams.Add(1) }
+func (l *Refusals) BlockMemory(int)                        { l.Memory.Add(1) }
+func (l *Refusals) AllowConn(network.Direction, bool)      {}
+func (l *Refusals) AllowPeer(peer.ID)                      {}
+func (l *Refusals) AllowStream(peer.ID, network.Direction) {}
+func (l *Refusals) AllowProtocol(protocol.ID)              {}
+func (l *Refusals) AllowService(string)                    {}
+func (l *Refusals) AllowMemory(int)                        {}
