@@ -34,23 +34,25 @@ func TestRolesAndScaling(t *testing.T) {
 	}
 }
 
-// A real resource manager with room for one of each: the second
-// connection, stream, protocol stream and reservation are refused and
-// counted once each; what it allows is not counted.
-func TestRefusalsCountWhatTheManagerRefuses(t *testing.T) {
-	const proto = protocol.ID("/test/1")
-	limit := rcmgr.ResourceLimits{ConnsInbound: 1, Conns: 1, FD: 1, StreamsInbound: 1, Streams: 1, Memory: 1 << 20}
-	cfg := rcmgr.PartialLimitConfig{
-		System:    limit,
-		Transient: limit,
-		Protocol:  map[protocol.ID]rcmgr.ResourceLimits{proto: {StreamsOutbound: 1, Streams: 1}},
-	}
-	var r Refusals
-	rm, err := NewResourceManager(Config{Resources: cfg.Build(base())}, &r)
+// countingManager is NewResourceManager over cfg, with its refusals.
+func countingManager(t *testing.T, cfg rcmgr.PartialLimitConfig) (*Refusals, network.ResourceManager) {
+	t.Helper()
+	r := new(Refusals)
+	rm, err := NewResourceManager(Config{Resources: cfg.Build(base())}, r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rm.Close()
+	t.Cleanup(func() { rm.Close() })
+	return r, rm
+}
+
+// A real resource manager with room for one connection, one stream and
+// 1 MiB: the second connection, the second stream and a larger
+// reservation are refused and counted once each; what it allows is not
+// counted.
+func TestRefusalsCountWhatTheManagerRefuses(t *testing.T) {
+	limit := rcmgr.ResourceLimits{ConnsInbound: 1, Conns: 1, FD: 1, StreamsOutbound: 1, Streams: 1, Memory: 1 << 20}
+	r, rm := countingManager(t, rcmgr.PartialLimitConfig{System: limit, Transient: limit})
 
 	addr := ma.StringCast("/ip4/127.0.0.1/tcp/4001")
 	conn, err := rm.OpenConnection(network.DirInbound, true, addr)
@@ -68,9 +70,6 @@ func TestRefusalsCountWhatTheManagerRefuses(t *testing.T) {
 		t.Fatal("the first stream:", err)
 	}
 	defer first.Done()
-	if err := first.SetProtocol(proto); err != nil {
-		t.Fatal("the first stream's protocol:", err)
-	}
 	if err := first.ReserveMemory(2<<20, network.ReservationPriorityAlways); err == nil {
 		t.Fatal("a reservation past the limit was allowed")
 	}
@@ -89,12 +88,7 @@ func TestRefusalsCountAStreamRefusedItsProtocol(t *testing.T) {
 	cfg := rcmgr.PartialLimitConfig{
 		Protocol: map[protocol.ID]rcmgr.ResourceLimits{proto: {StreamsOutbound: 1, Streams: 1}},
 	}
-	var r Refusals
-	rm, err := NewResourceManager(Config{Resources: cfg.Build(base())}, &r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rm.Close()
+	r, rm := countingManager(t, cfg)
 	p := peer.ID("a peer")
 	var streams []network.StreamManagementScope
 	for range 2 {
