@@ -71,7 +71,7 @@ size: cross cross-nano ## bytes of each cross binary, as BENCH lines
 # START_BASELINE: another checkout (e.g. `git archive <commit> | tar -x -C dir`)
 # measured in the same run, reported with a _baseline suffix.
 START_BASELINE ?=
-nano-start: ## BENCH lines: nano size, exec -> READY under qemu-aarch64-static, package init, idle RSS
+nano-start: ## BENCH lines: nano size, exec -> READY under qemu-aarch64-static, package init, instructions qemu translates to READY, idle RSS
 	@set -o pipefail; GARDEND_START_BASELINE=$(START_BASELINE) $(GO) test -count=1 -run '^$$' -bench NanoStart -benchtime 1x ./cmd/gardend/ | awk -f scripts/benchfmt.awk
 
 lint: ## gofmt and go vet (both build flavours)
