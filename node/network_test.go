@@ -540,3 +540,21 @@ func TestBeforeServeRunsBeforeAnyProtocolIsServed(t *testing.T) {
 		t.Fatalf("a node whose BeforeServe failed serves %v", served)
 	}
 }
+
+// A handler still running when Close begins may ask for background work
+// (an indexer publishing to the DHT): Close must not return with it
+// started, nor race its wait with the start (CI's race detector saw this).
+func TestCloseStartsNoMoreLoops(t *testing.T) {
+	tn := newTestNet(t)
+	x := tn.peerOf("idx", RoleIndexer)
+	x.start(t)
+	x.Close()
+	ran := make(chan struct{}, 1)
+	x.loop(func() { ran <- struct{}{} })
+	x.wg.Wait()
+	select {
+	case <-ran:
+		t.Fatal("a loop started after Close")
+	default:
+	}
+}

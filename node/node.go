@@ -212,6 +212,11 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed sync.Once
+	// loopsMu orders loop's wg.Add against Close: a stream handler still
+	// running when Close starts must not start a goroutine Close has
+	// stopped waiting for.
+	loopsMu  sync.Mutex
+	stopping bool
 }
 
 // New checks the options and builds a node; Start runs it.
@@ -354,6 +359,9 @@ func (n *Node) Start(ctx context.Context) error {
 // the store, which the caller owns.
 func (n *Node) Close() error {
 	n.closed.Do(func() {
+		n.loopsMu.Lock()
+		n.stopping = true
+		n.loopsMu.Unlock()
 		for _, p := range []string{ProtoHeartbeat, ProtoRecordPublish, ProtoRecordDelete, ProtoRecordGet, ProtoResource, ProtoBooking, ProtoWake} {
 			n.h.RemoveStreamHandler(protocol.ID(p))
 		}
@@ -371,7 +379,15 @@ func (n *Node) Close() error {
 	return nil
 }
 
+// loop runs f in a goroutine that Close waits for. Once Close has begun it
+// runs nothing: work asked for by a handler still finishing is dropped with
+// the node.
 func (n *Node) loop(f func()) {
+	n.loopsMu.Lock()
+	defer n.loopsMu.Unlock()
+	if n.stopping {
+		return
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
