@@ -161,8 +161,8 @@ check: export GARDEND_REQUIRE_PROMETHEUS = 1
 check: setup lint test-race test-cross test-hsm-arm64 sat-ci vm-test ## the README's test command: everything CI runs
 
 bench: export GARDEND_REQUIRE_SOFTHSM = 1
-# -p 1: one package's benchmarks at a time. Side by side on two cores their
-# throughput rows read up to 2-4x lower than measured alone (1 Dec).
+# -p 1: one package's benchmarks at a time, so no package's figures are
+# taken while another package's benchmarks load the machine's two cores.
 bench: ## benchmarks, one `BENCH <name> <value> <unit>` line per figure
 	@set -o pipefail; $(GO) test -p 1 -tags pkcs11 -run '^$$' -bench . -benchtime $(BENCHTIME) $(PKGS) | awk -f scripts/benchfmt.awk
 
