@@ -37,6 +37,7 @@ var (
 	ErrBadSig      = errors.New("the key produced a signature that does not verify")
 	ErrUnwrap      = errors.New("data key does not unwrap: wrong storage key, or the wrapped key is damaged")
 	ErrKeyFileMode = errors.New("key file is readable by others")
+	ErrKeyMismatch = errors.New("the key file's PUBLIC KEY block is not the public key of its PRIVATE KEY: one of the two was changed")
 	ErrClosed      = errors.New("keystore closed")
 )
 

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -169,7 +170,11 @@ func TestSoftKeyFileForms(t *testing.T) {
 		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		return readKeyFile(path)
+		priv, fromFile, err := readKeyFile(path)
+		if fromFile {
+			t.Fatalf("%s: public key taken from a file that has none", name)
+		}
+		return priv, err
 	}
 	for i := range 50 {
 		_, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -238,4 +243,105 @@ func TestSoftKeyFileForms(t *testing.T) {
 			t.Errorf("%s: accepted (%x), but x509 gives %T, %v", name, got, want, werr)
 		}
 	}
+}
+
+// TestSoftKeyFilePublicBlock: keygen writes the public key after the
+// private key, the start takes it from there without deriving it, and the
+// first signature catches a public key that is not the seed's.
+func TestSoftKeyFilePublicBlock(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "id.key")
+	ks, _, err := Create(context.Background(), KeyRef{File: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ks.PublicKey()
+	ks.Close()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	privBlock, rest := pem.Decode(data)
+	pubBlock, _ := pem.Decode(rest)
+	if privBlock == nil || privBlock.Type != "PRIVATE KEY" || pubBlock == nil || pubBlock.Type != "PUBLIC KEY" {
+		t.Fatalf("keygen wrote:\n%s\nwant a PRIVATE KEY block, then a PUBLIC KEY block", data)
+	}
+	k, err := x509.ParsePKIXPublicKey(pubBlock.Bytes)
+	if err != nil || !want.Equal(k) {
+		t.Fatalf("the PUBLIC KEY block reads as %v (%v), want %x", k, err, want)
+	}
+	if _, fromFile, err := readKeyFile(path); err != nil || !fromFile {
+		t.Fatalf("keygen's file: public key from the file %v (%v), want true", fromFile, err)
+	}
+
+	// OpenSSL reads the file as its own: the private key from the first
+	// block, and it writes the same public block.
+	if openssl, err := exec.LookPath("openssl"); err != nil {
+		t.Log("openssl is not installed (apt-get install openssl): OpenSSL's reading not checked")
+	} else {
+		out, err := exec.Command(openssl, "pkey", "-in", path, "-pubout").CombinedOutput()
+		if err != nil || !bytes.Equal(out, pem.EncodeToMemory(pubBlock)) {
+			t.Fatalf("openssl pkey -pubout: %v\n%s\nwant\n%s", err, out, pem.EncodeToMemory(pubBlock))
+		}
+	}
+
+	// Another key's public block: the start takes it as it is (it derives
+	// nothing), and the first signature refuses, every time.
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	otherDER, _ := x509.MarshalPKIXPublicKey(other.Public())
+	swapped := filepath.Join(dir, "swapped.key")
+	os.WriteFile(swapped, append(pem.EncodeToMemory(privBlock), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: otherDER})...), 0o600)
+	bad, err := Open(context.Background(), KeyRef{File: swapped})
+	if err != nil {
+		t.Fatalf("open with another key's public block: %v (the check belongs to the first signature)", err)
+	}
+	defer bad.Close()
+	if !bad.PublicKey().Equal(other.Public()) {
+		t.Fatal("the public key was derived at open, not taken from the file")
+	}
+	for range 2 {
+		if sig, err := bad.Sign([]byte("m")); !errors.Is(err, ErrKeyMismatch) {
+			t.Fatalf("sign with a mismatched public block: %x, %v; want ErrKeyMismatch", sig, err)
+		}
+	}
+
+	// A private key that x509 reads (PKCS#8 v2 here) is checked at once.
+	seed := privBlock.Bytes[len(ed25519PKCS8Prefix):]
+	v2 := append([]byte{0x30, 0x51, 0x02, 0x01, 0x01}, privBlock.Bytes[5:]...)
+	v2 = append(append(v2, 0x81, 0x21, 0x00), ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)...)
+	cases := []struct {
+		name      string
+		priv, pub []byte
+		wantErr   string // "": opens, with keygen's public key
+	}{
+		{"v2 and another key's", v2, otherDER, ErrKeyMismatch.Error()},
+		{"v2 and its own", v2, pubBlock.Bytes, ""},
+		{"an ECDSA public key", privBlock.Bytes, ecdsaSPKI(t), "PUBLIC KEY block: key is *ecdsa.PublicKey"},
+		{"not DER", privBlock.Bytes, []byte("garbage"), "PUBLIC KEY block"},
+	}
+	for _, c := range cases {
+		p := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-")+".key")
+		os.WriteFile(p, append(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: c.priv}), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: c.pub})...), 0o600)
+		ks, err := Open(context.Background(), KeyRef{File: p})
+		if err == nil {
+			if c.wantErr != "" || !ks.PublicKey().Equal(want) {
+				t.Errorf("%s: opens with public key %x, want an error %q", c.name, ks.PublicKey(), c.wantErr)
+			}
+			ks.Close()
+		} else if c.wantErr == "" || !strings.Contains(err.Error(), c.wantErr) {
+			t.Errorf("%s: open gives %v, want %q", c.name, err, c.wantErr)
+		}
+	}
+}
+
+func ecdsaSPKI(t *testing.T) []byte {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }

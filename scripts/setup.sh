@@ -20,6 +20,7 @@ want arm-linux-gnueabihf-gcc gcc-arm-linux-gnueabihf
 want /usr/aarch64-linux-gnu/include/stdio.h libc6-dev-arm64-cross
 want /usr/riscv64-linux-gnu/include/stdio.h libc6-dev-riscv64-cross
 want /usr/arm-linux-gnueabihf/include/stdio.h libc6-dev-armhf-cross
+want openssl openssl # reads keygen's key files in a test
 want ip iproute2
 want sysctl procps
 want systemd-analyze systemd

@@ -77,7 +77,12 @@ func openIdentity(ctx context.Context, e *env, fs *flag.FlagSet, args []string, 
 		ks, err = hsm.Open(ctx, ref)
 	}
 	if err == nil {
-		if id, err = peerID(ks); err != nil {
+		// One signature proves the identity whole: a software key file's
+		// public key is otherwise checked only when the daemon first signs.
+		if _, err = ks.Sign([]byte("gardend identity check")); err == nil {
+			id, err = peerID(ks)
+		}
+		if err != nil {
 			ks.Close()
 		}
 	}
