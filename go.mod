@@ -94,3 +94,10 @@ replace google.golang.org/protobuf => ./shim/protobuf
 // A 0.7 MB table for a key type no gardend peer has (identities are
 // Ed25519): a stand-in that refuses secp256k1 keys. See shim/secp256k1.
 replace github.com/decred/dcrd/dcrec/secp256k1/v4 => ./shim/secp256k1
+
+// Two packages whose init runs at every start for nothing gardend uses:
+// the multicodec name table (libp2p-key is the one code compared) and a
+// CPU detection for hashers no peer uses. See shim/multicodec, shim/cpuid.
+replace github.com/multiformats/go-multicodec => ./shim/multicodec
+
+replace github.com/klauspost/cpuid/v2 => ./shim/cpuid

@@ -48,11 +48,15 @@ var bannedEverywhere = []string{
 // standIns are the modules go.mod replaces with a directory of gardend's
 // own: the inert Prometheus client; the protobuf codec that keeps the
 // real runtime out (1.38 MB of the arm64 binary); secp256k1 refused
-// (its 0.7 MB table of points, for a key type no gardend peer has).
+// (its 0.7 MB table of points, for a key type no gardend peer has); the
+// multicodec table and a CPU detection, whose inits every start ran for
+// nothing gardend uses.
 var standIns = map[string]string{
 	"github.com/prometheus/client_golang":       "./shim/client_golang",
 	"google.golang.org/protobuf":                "./shim/protobuf",
 	"github.com/decred/dcrd/dcrec/secp256k1/v4": "./shim/secp256k1",
+	"github.com/multiformats/go-multicodec":     "./shim/multicodec",
+	"github.com/klauspost/cpuid/v2":             "./shim/cpuid",
 }
 
 // TestBannedDependencies lists the packages linked into cmd/gardend, for each
