@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"gardend/config"
+	"gardend/hsm"
 	"gardend/platform"
 	"gardend/systemd"
 )
@@ -75,6 +77,15 @@ func runRun(ctx context.Context, e *env, args []string) int {
 	log.Info("running", "peer", d.node.ID(), "roles", d.node.Roles().String(), "control", cfg.ControlPath())
 	sd.Ready()
 	sd.Status(d.statusLine())
+	// The identity's first signature fills Ed25519's tables and checks a key
+	// file's public block (hsm): made now, off the start's path, rather
+	// than in the first handshake of the first pass; a key that cannot sign
+	// is reported at once.
+	go func() {
+		if _, err := d.ks.Sign([]byte("gardend start check")); err != nil && !errors.Is(err, hsm.ErrClosed) {
+			log.Error("the identity cannot sign: every handshake will fail", "err", err)
+		}
+	}()
 
 	wctx, stopLoops := context.WithCancel(ctx)
 	defer stopLoops()

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,6 +108,43 @@ func TestRunServesStatusAndStopsCleanly(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, "dtn", "stats", "--config", cfg); code != exitOK {
 		t.Fatal("store not released after stop")
+	}
+}
+
+// TestRunReportsAKeyThatCannotSign: a key file whose public block is
+// another key's opens (the start derives nothing), and the daemon's first
+// signature, made just after READY, reports it.
+func TestRunReportsAKeyThatCannotSign(t *testing.T) {
+	dir := t.TempDir()
+	cfg := groundConfig(t, dir, "")
+	key := filepath.Join(dir, "id.key")
+	other := filepath.Join(dir, "other.key")
+	if code, _, e := runCLI(t, "keygen", "--key", other); code != exitOK {
+		t.Fatal(e)
+	}
+	own, _ := os.ReadFile(key)
+	theirs, _ := os.ReadFile(other)
+	_, pub, _ := strings.Cut(string(theirs), "-----END PRIVATE KEY-----\n")
+	priv, _, _ := strings.Cut(string(own), "-----BEGIN PUBLIC KEY-----")
+	if err := os.WriteFile(key, []byte(priv+pub), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var errOut syncBuffer
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, &env{stdout: io.Discard, stderr: &errOut, getenv: os.Getenv}, []string{"run", "--config", cfg})
+	}()
+	// Generous: real start-up, under the race detector or qemu.
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(errOut.String(), "cannot sign") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if got := errOut.String(); !strings.Contains(got, "cannot sign") || !strings.Contains(got, "PUBLIC KEY block") {
+		t.Fatalf("no report of the mismatched key; the daemon wrote:\n%s", got)
 	}
 }
 
