@@ -2,7 +2,8 @@
 // and handshakes, and the storage key that wraps the data key of the state
 // database. Both sit behind one interface, Keystore, with two backends:
 //
-//   - the software keystore (every build): an Ed25519 seed in a 0600 PEM file;
+//   - the software keystore (every build): an Ed25519 seed in a 0600 PEM file,
+//     its public key after it (read at start, checked at the first signature);
 //     the storage key is derived from the seed with HKDF-SHA256 under a
 //     domain-separated label, so it never exists on disk;
 //   - the PKCS#11 token (build tag pkcs11, cgo, dynamically linked): keys named
