@@ -54,7 +54,9 @@ const keyHelp = `
 The identity is an Ed25519 key. With a pkcs11: URI it lives in a PKCS#11
 token (pkcs11 build only) and never leaves it, e.g.
   pkcs11:token=gardend;object=identity?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=/etc/gardend/pin
-With a path it is a software key file (mode 0600).`
+With a path it is a software key file (mode 0600): PEM, the private key
+(PKCS#8) then its public key, as OpenSSL writes them. A file without the
+public key (an older keygen's) works; the start then derives it.`
 
 // openIdentity parses the flags of keygen and id and opens (create: or
 // creates) the keystore they name. ks is nil when the caller must return code.
