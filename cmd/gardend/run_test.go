@@ -112,8 +112,9 @@ func TestRunServesStatusAndStopsCleanly(t *testing.T) {
 }
 
 // TestRunReportsAKeyThatCannotSign: a key file whose public block is
-// another key's opens (the start derives nothing), and the daemon's first
-// signature, made just after READY, reports it.
+// another key's is refused by id and keygen, opens for run (the start
+// derives nothing), and the daemon's first signature, made just after
+// READY, reports it.
 func TestRunReportsAKeyThatCannotSign(t *testing.T) {
 	dir := t.TempDir()
 	cfg := groundConfig(t, dir, "")
@@ -128,6 +129,12 @@ func TestRunReportsAKeyThatCannotSign(t *testing.T) {
 	priv, _, _ := strings.Cut(string(own), "-----BEGIN PUBLIC KEY-----")
 	if err := os.WriteFile(key, []byte(priv+pub), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	// The key commands sign once, so they say it before printing an ID.
+	for _, cmd := range []string{"id", "keygen"} {
+		if code, out, e := runCLI(t, cmd, "--key", key); code != exitFailure || out != "" || !strings.Contains(e, "PUBLIC KEY block") {
+			t.Fatalf("%s on a mismatched key file: %d %q %q", cmd, code, out, e)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
