@@ -56,7 +56,7 @@ func TestVMPowerCutMidDrainAmd64(t *testing.T) {
 		t.Fatal("the whole backlog drained before the power cut: the test proves nothing")
 	}
 	t.Logf("qmp quit: %s", v.qmp("quit"))
-	v.cmd.Wait()
+	<-v.exited
 	v.cmd = nil
 	t.Logf("power cut with %d of %d board resources at the ground", got, n)
 	v.boot(vmTap)

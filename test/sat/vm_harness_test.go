@@ -112,6 +112,8 @@ type vm struct {
 	ns       *linkemu.Netns
 	console  string
 	cmd      *exec.Cmd
+	exited   chan struct{} // closed once this boot's qemu has exited and been reaped
+	exitErr  error         // what Wait said, once exited is closed
 	started  time.Time
 	agentMu  sync.Mutex
 	agent    net.Conn
@@ -140,6 +142,10 @@ func newVM(t testing.TB, arch string, img vmImage, ns *linkemu.Netns, seed map[s
 		if t.Failed() {
 			data, _ := os.ReadFile(v.console)
 			t.Logf("--- last lines of the %s guest's console ---\n%s", arch, lastLines(string(data), 80))
+			// qemu's own complaints (a TAP it could not open, a disk): a
+			// guest that never printed a line leaves only these.
+			data, _ = os.ReadFile(filepath.Join(dir, "qemu.log"))
+			t.Logf("--- last lines of qemu's output (%s) ---\n%s", arch, lastLines(string(data), 40))
 		}
 	})
 	return v
@@ -218,6 +224,12 @@ func (v *vm) boot(tapName string) {
 		t.Fatalf("start %s: %v", a.qemu, err)
 	}
 	v.cmd = cmd
+	exited := make(chan struct{})
+	v.exited = exited
+	go func() {
+		v.exitErr = cmd.Wait()
+		close(exited)
+	}()
 	t.Logf("%s guest: qemu pid %d in namespace %s", v.arch, cmd.Process.Pid, v.ns.Name)
 }
 
@@ -230,9 +242,9 @@ func (v *vm) kill() {
 		v.agent = nil
 	}
 	v.agentMu.Unlock()
-	if v.cmd != nil && v.cmd.Process != nil {
+	if v.cmd != nil {
 		v.cmd.Process.Signal(syscall.SIGKILL)
-		v.cmd.Wait()
+		<-v.exited
 		v.cmd = nil
 	}
 }
@@ -262,8 +274,10 @@ func (v *vm) waitConsole(marker string, limit time.Duration) string {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s guest: no %q on the console after %s", v.arch, marker, limit)
 		}
-		if v.cmd != nil && v.cmd.ProcessState != nil {
-			t.Fatalf("%s guest: qemu exited waiting for %q", v.arch, marker)
+		select {
+		case <-v.exited: // nil, never ready, before the first boot
+			t.Fatalf("%s guest: qemu exited (%v) waiting for %q", v.arch, v.exitErr, marker)
+		default:
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
