@@ -44,7 +44,14 @@ func NewRegistry() *Registry {
 // and decoded into *T. Registering a number, a name or a Go type twice is an
 // error.
 func Register[T any](r *Registry, t Type, name string, protocols ...string) error {
-	gt := reflect.TypeFor[T]()
+	return r.register(reflect.TypeFor[T](), t, name, protocols)
+}
+
+// register is Register's body, kept out of the generic function so that
+// one copy of its code serves every message type: each type's
+// instantiation would otherwise be translated anew when a nano starts
+// under emulation.
+func (r *Registry) register(gt reflect.Type, t Type, name string, protocols []string) error {
 	if gt.Kind() != reflect.Struct {
 		return fmt.Errorf("codec: register %s: %v is not a struct type", name, gt)
 	}
