@@ -58,3 +58,24 @@ func TestReadMemory(t *testing.T) {
 		t.Fatalf("%+v %v", m, err)
 	}
 }
+
+func TestParseMeminfo(t *testing.T) {
+	const kb = 1024
+	for _, c := range []struct {
+		name, in string
+		want     Memory
+	}{
+		{"today's kernels", "MemTotal:        8024088 kB\nMemFree:          612340 kB\nMemAvailable:    5120344 kB\nBuffers:          201236 kB\n",
+			Memory{Total: 8024088 * kb, Free: 612340 * kb, Available: 5120344 * kb}},
+		{"before MemAvailable (3.14): Free stands in", "MemTotal: 1000 kB\nMemFree: 300 kB\nCached: 500 kB",
+			Memory{Total: 1000 * kb, Free: 300 * kb, Available: 300 * kb}},
+		{"unreadable lines are skipped", "MemTotal: lots kB\nMemFree: 10 MB\nMemAvailable: 99999999999999999999 kB\nMemTotal 5 kB\n:\n",
+			Memory{}},
+		{"a value too large to count in bytes", "MemTotal: 18014398509481984 kB\n", Memory{}},
+		{"empty", "", Memory{}},
+	} {
+		if got := parseMeminfo(c.in); got != c.want {
+			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)
+		}
+	}
+}

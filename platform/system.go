@@ -3,7 +3,9 @@ package platform
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,22 +22,7 @@ type Memory struct {
 // /proc is hidden (ProcSubset=pid); there Available is Free.
 func ReadMemory() (Memory, error) {
 	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
-		var m Memory
-		for _, line := range strings.Split(string(data), "\n") {
-			var kb uint64
-			switch {
-			case scan(line, "MemTotal: %d kB", &kb):
-				m.Total = kb * 1024
-			case scan(line, "MemFree: %d kB", &kb):
-				m.Free = kb * 1024
-			case scan(line, "MemAvailable: %d kB", &kb):
-				m.Available = kb * 1024
-			}
-		}
-		if m.Total > 0 {
-			if m.Available == 0 {
-				m.Available = m.Free
-			}
+		if m := parseMeminfo(string(data)); m.Total > 0 {
 			return m, nil
 		}
 	}
@@ -52,9 +39,38 @@ func ReadMemory() (Memory, error) {
 	return m, nil
 }
 
-func scan(line, format string, v *uint64) bool {
-	n, _ := fmt.Sscanf(line, format, v)
-	return n == 1
+// parseMeminfo reads the three fields from /proc/meminfo's "Name:   123 kB"
+// lines, skipping any it cannot read (a zero Total says none was found).
+// Kernels before 3.14 have no MemAvailable: Free stands in for it.
+func parseMeminfo(data string) Memory {
+	var m Memory
+	for line := range strings.Lines(data) {
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		var field *uint64
+		switch name {
+		case "MemTotal":
+			field = &m.Total
+		case "MemFree":
+			field = &m.Free
+		case "MemAvailable":
+			field = &m.Available
+		default:
+			continue
+		}
+		value, unit, _ := strings.Cut(strings.TrimSpace(rest), " ")
+		kb, err := strconv.ParseUint(value, 10, 64)
+		if err != nil || unit != "kB" || kb > math.MaxUint64/1024 {
+			continue
+		}
+		*field = kb * 1024
+	}
+	if m.Available == 0 {
+		m.Available = m.Free
+	}
+	return m
 }
 
 // ClockState says whether the wall clock can be believed.
