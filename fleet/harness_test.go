@@ -28,6 +28,8 @@ type peerKit struct {
 	mstr *Master
 	ctx  context.Context
 	skew time.Duration // this peer's clock runs ahead of the kit's by skew
+	// begin, if set before startNano, is the node's Options.Begin.
+	begin <-chan struct{}
 }
 
 func (p *peerKit) info() peer.AddrInfo { return p.Info() }
@@ -80,7 +82,7 @@ func (k *kit) startNano(p *peerKit, master peer.AddrInfo, c node.Contact) {
 		SetLogLevel: func(string) {}})
 	n, err := node.New(node.Options{Name: p.name, Roles: node.RoleNano, Host: p.Host, Key: p.Key, Store: p.Store, Codec: k.codec, Log: k.log,
 		Now: now, Master: master, Contact: c, HeartbeatInterval: 50 * time.Millisecond, IOTimeout: 5 * time.Second,
-		Carriers: p.nano.Carriers()})
+		Carriers: p.nano.Carriers(), Begin: p.begin})
 	if err != nil {
 		t.Fatal(err)
 	}

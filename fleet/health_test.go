@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"encoding/binary"
 	"testing"
 	"time"
 
@@ -83,6 +84,42 @@ func TestReportsOncePerPassNeverPileUp(t *testing.T) {
 	if len(hist) != 6 {
 		t.Fatalf("history holds %d reports, want 6 (two per pass)", len(hist))
 	}
+}
+
+// TestBootCountAndReportsWaitForTheNodesBegin: a daemon lets its node
+// begin once READY is sent (node.Options.Begin); until then the boot is
+// counted in memory but neither written nor reported, then both happen.
+func TestBootCountAndReportsWaitForTheNodesBegin(t *testing.T) {
+	k := newKit(t, t0)
+	master := k.peer("ground", node.RoleMaster, "")
+	nano := k.peer("nano-1", node.RoleNano, "")
+	begin := make(chan struct{})
+	nano.begin = begin
+	k.startMaster(master, []peer.AddrInfo{nano.info()}, nil)
+	k.startNano(nano, master.info(), node.Contact{})
+	nid := nano.Host.ID()
+	storedBoots := func() uint64 {
+		var boots uint64
+		nano.Store.View(func(tx *dtn.Tx) error {
+			if v, _ := tx.Get(bucketNano, key(tx, "boots")); len(v) == 8 {
+				boots = binary.BigEndian.Uint64(v)
+			}
+			return nil
+		})
+		return boots
+	}
+	time.Sleep(200 * time.Millisecond)
+	if b, seq := storedBoots(), latestSeq(t, master, nid); b != 0 || seq != 0 {
+		t.Fatalf("before begin: boots %d written, report %d received", b, seq)
+	}
+	if r := nano.nano.Measure(); r.Boots != 1 {
+		t.Fatalf("the report would say %d boots, want 1", r.Boots)
+	}
+	close(begin)
+	eventually(t, "the boot written and reported", func() bool {
+		rc, err := master.mstr.Latest(nid)
+		return err == nil && rc != nil && rc.Report.Boots == 1 && storedBoots() == 1
+	})
 }
 
 // TestUndeliverableReportsAreReplaced: a continuous nano cut from its

@@ -129,8 +129,8 @@ func key(tx *dtn.Tx, parts ...string) []byte {
 // Start counts a boot, puts back in force what was pushed before (the
 // state database is the truth: a crash mid-apply left the old version or
 // the new one, whole), and starts reporting. The boot is counted at once
-// for the reports; writing the count is submitted without waiting for its
-// commit (it commits on a goroutine of its own, or at the store's Close),
+// for the reports; the count is written, and the reports begin, on a
+// goroutine of their own once the node's loops begin (node.Options.Begin),
 // so the start does not wait for the first write of the state database.
 // Call it from the node's Options.BeforeServe, before pushes can arrive.
 func (f *Nano) Start(ctx context.Context, n *node.Node) error {
@@ -176,17 +176,6 @@ func (f *Nano) Start(ctx context.Context, n *node.Node) error {
 	}
 	boots++
 	f.boots = uint32(boots)
-	counted, err := f.o.Store.Submit(ctx, func(tx *dtn.Tx) error {
-		return tx.Put(bucketNano, key(tx, "boots"), binary.BigEndian.AppendUint64(nil, boots))
-	})
-	if err != nil {
-		return err
-	}
-	go func() {
-		if err := <-counted; err != nil {
-			f.o.Log.Warn("counting this boot in the state database", "boots", boots, "err", err)
-		}
-	}()
 	f.mu.Lock()
 	f.refused = refused
 	f.mu.Unlock()
@@ -206,8 +195,29 @@ func (f *Nano) Start(ctx context.Context, n *node.Node) error {
 		}
 		f.put(k, in, c)
 	}
-	go f.reportLoop(ctx)
+	go func() {
+		if !n.AwaitBegin(ctx) {
+			return
+		}
+		f.countBoot(ctx, boots)
+		f.reportLoop(ctx)
+	}()
 	return nil
+}
+
+// countBoot writes this boot's count, on the reports' goroutine before the
+// first report: a crash before its commit leaves this boot uncounted (the
+// reports already use the count held in memory).
+func (f *Nano) countBoot(ctx context.Context, boots uint64) {
+	counted, err := f.o.Store.Submit(ctx, func(tx *dtn.Tx) error {
+		return tx.Put(bucketNano, key(tx, "boots"), binary.BigEndian.AppendUint64(nil, boots))
+	})
+	if err == nil {
+		err = <-counted
+	}
+	if err != nil && ctx.Err() == nil {
+		f.o.Log.Warn("counting this boot in the state database", "boots", boots, "err", err)
+	}
 }
 
 // checked is a push validated and ready to put in force.

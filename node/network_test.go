@@ -541,6 +541,37 @@ func TestBeforeServeRunsBeforeAnyProtocolIsServed(t *testing.T) {
 	}
 }
 
+// TestBeginHoldsTheLoopsNotTheServing: with Options.Begin (the daemon
+// closes it once READY is sent) a node serves at once but its loops wait:
+// what the master sends is applied, what the nano owes the master stays
+// queued until Begin closes, then goes.
+func TestBeginHoldsTheLoopsNotTheServing(t *testing.T) {
+	ctx := context.Background()
+	tn := newTestNet(t)
+	master := tn.peerOf("master", RoleMaster)
+	nano := tn.peerOf("nano", RoleNano)
+	master.opts.Nanos = []peer.AddrInfo{nano.info()}
+	nano.opts.Master = master.info()
+	begin := make(chan struct{})
+	nano.opts.Begin = begin
+	master.start(t)
+	nano.start(t)
+	if err := nano.PutResource(ctx, dtn.OpCreate, "board", nano.ID(), []byte("from board")); err != nil {
+		t.Fatal(err)
+	}
+	if err := master.PutResource(ctx, dtn.OpCreate, "ground", nano.ID(), []byte("from ground")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the master's resource applied by the held nano", time.Minute, func() bool { return hasResource(nano, "ground") })
+	if hasResource(master, "board") || nano.store.Len(string(master.ID())) != 1 {
+		t.Fatal("the nano delivered before Begin closed")
+	}
+	close(begin)
+	eventually(t, "the nano's resource delivered once Begin closed", time.Minute, func() bool {
+		return hasResource(master, "board") && nano.store.Len("") == 0
+	})
+}
+
 // A handler still running when Close begins may ask for background work
 // (an indexer publishing to the DHT): Close must not return with it
 // started, nor race its wait with the start (CI's race detector saw this).

@@ -105,6 +105,13 @@ type Options struct {
 	// fleet's state) is set up there, so that no stream, however early,
 	// finds it half-built. An error fails Start.
 	BeforeServe func(ctx context.Context, n *Node) error
+	// Begin, if set, holds the node's background loops (deliveries, the
+	// contact schedule, the kept session, heartbeats, the master's watch
+	// over its nanos) until it is closed, while the node already serves:
+	// a daemon closes it once it has reported itself ready, so that the
+	// loops' first work (a dial, a commit) does not lengthen its start.
+	// Nil: they begin with Start.
+	Begin <-chan struct{}
 
 	// Crash tests only: afterApply runs after a batch of deliveries is
 	// durably applied (names: those applied for the first time) and before
@@ -316,20 +323,20 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.h.SetPacingPolicy(func(p peer.ID) uint64 { return n.pacingNow(p, n.plannedRate(p, n.o.Now())) })
 	n.loop(func() { n.watchConnections(sub) })
-	n.loop(n.deliveryLoop)
+	n.loop(n.begun(n.deliveryLoop))
 	for _, ai := range n.o.Indexers {
 		if ai.ID != n.id {
-			n.loop(func() { n.heartbeatLoop(ai) })
+			n.loop(n.begun(func() { n.heartbeatLoop(ai) }))
 		}
 	}
 	if n.o.Roles.Has(RoleNano) {
-		n.loop(n.contactLoop)
+		n.loop(n.begun(n.contactLoop))
 		if n.h.Kept(n.o.Master.ID) {
-			n.loop(n.sessionLoop)
+			n.loop(n.begun(n.sessionLoop))
 		}
 	}
 	if len(n.nanos) > 0 {
-		n.loop(n.watchNanos)
+		n.loop(n.begun(n.watchNanos))
 	}
 	if n.o.BeforeServe != nil {
 		if err := n.o.BeforeServe(n.ctx, n); err != nil {
@@ -337,7 +344,7 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 	}
 	if n.idx != nil {
-		n.loop(n.idx.gcLoop)
+		n.loop(n.begun(n.idx.gcLoop))
 		n.handle(ProtoHeartbeat, n.idx.serveHeartbeat)
 		n.handle(ProtoRecordPublish, n.idx.servePublish)
 		n.handle(ProtoRecordDelete, n.idx.servePublish)
@@ -393,6 +400,34 @@ func (n *Node) loop(f func()) {
 		defer n.wg.Done()
 		f()
 	}()
+}
+
+// begun returns f held until Options.Begin closes; it is dropped if the
+// node stops first.
+func (n *Node) begun(f func()) func() {
+	if n.o.Begin == nil {
+		return f
+	}
+	return func() {
+		if n.AwaitBegin(n.ctx) {
+			f()
+		}
+	}
+}
+
+// AwaitBegin waits until the node's loops may begin (Options.Begin) and
+// says whether they may, false if ctx ended first: the fleet's and the
+// relay's loops wait on it as the node's own do.
+func (n *Node) AwaitBegin(ctx context.Context) bool {
+	if n.o.Begin == nil {
+		return ctx.Err() == nil
+	}
+	select {
+	case <-n.o.Begin:
+		return ctx.Err() == nil
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // handle registers a stream handler that reads through the codec; an error

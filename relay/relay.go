@@ -144,13 +144,17 @@ func (r *Relay) Carriers() []node.Carrier {
 }
 
 // Start runs the routing loop of n, the node the Carrier was given to,
-// until ctx ends. Call it from n's Options.BeforeServe: the Carriers read
-// what it sets, and n may serve them as soon as Start returns.
+// from when n's loops begin (node.Options.Begin) until ctx ends. Call it
+// from n's Options.BeforeServe: the Carriers read what it sets, and n may
+// serve them as soon as Start returns.
 func (r *Relay) Start(ctx context.Context, n *node.Node) {
 	r.o.Node = n
 	r.self = n.ID()
 	r.role = r.o.Node.Roles()
 	go func() {
+		if !n.AwaitBegin(ctx) {
+			return
+		}
 		t := time.NewTicker(r.o.Tick)
 		defer t.Stop()
 		for {

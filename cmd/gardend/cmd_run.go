@@ -69,6 +69,11 @@ func runRun(ctx context.Context, e *env, args []string) int {
 	if hw != nil {
 		tune.watchdog = func() string { return "armed" }
 	}
+	// The node's loops (a first dial, the boot count's commit, a first
+	// report) begin once READY is sent: under emulation their first run
+	// would otherwise be translated on the start's path.
+	begin := make(chan struct{})
+	tune.begin = begin
 	d, err := startDaemon(ctx, cfg, log, tune)
 	if err != nil {
 		log.Error("start-up failed", "err", err)
@@ -76,6 +81,7 @@ func runRun(ctx context.Context, e *env, args []string) int {
 	}
 	log.Info("running", "peer", d.node.ID(), "roles", d.node.Roles().String(), "control", cfg.ControlPath())
 	sd.Ready()
+	close(begin)
 	sd.Status(d.statusLine())
 	// The identity's first signature fills Ed25519's tables and checks a key
 	// file's public block (hsm): made now, off the start's path, rather

@@ -57,6 +57,9 @@ type tuning struct {
 	onApplied func(from peer.ID, kind, id string)
 	level     *slog.LevelVar // a pushed log_level is set here; nil: refused
 	watchdog  func() string  // the hardware watchdog's state for health reports
+	// begin holds the node's loops, the fleet's and the relay's until it
+	// closes (node.Options.Begin): run closes it once READY is sent.
+	begin <-chan struct{}
 }
 
 // startDaemon opens everything cfg names and starts the node and its
@@ -134,7 +137,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, tune
 	}
 	opts := node.Options{Name: cfg.Name, Roles: roles, Key: key, Store: d.store, Codec: c, Log: log, Contact: own, Master: master,
 		NanoContacts: pl.nanos, Stations: pl.calls, PeerPlans: pl.peerPlans,
-		HeartbeatInterval: tune.heartbeat, DHT: cfg.Indexer.DHT, MaxSessions: cfg.Indexer.MaxSessions, MaxDrains: cfg.Delivery.MaxDrains, OnApplied: tune.onApplied}
+		HeartbeatInterval: tune.heartbeat, DHT: cfg.Indexer.DHT, MaxSessions: cfg.Indexer.MaxSessions, MaxDrains: cfg.Delivery.MaxDrains, OnApplied: tune.onApplied, Begin: tune.begin}
 	if opts.DHT && roles.Has(node.RoleIndexer) && !node.DHTBuilt {
 		// The nano build leaves the DHT out; an indexer it runs keeps
 		// records in its book only, unless the DHT was asked for.
