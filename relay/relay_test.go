@@ -26,7 +26,11 @@ type twoStations struct {
 	svalbard, kiruna  plan.Window
 }
 
-func newTwoStations(t *testing.T) *twoStations {
+func newTwoStations(t *testing.T) *twoStations { return newTwoStationsMasterBegin(t, nil) }
+
+// newTwoStationsMasterBegin is newTwoStations with the master's loops held
+// until begin closes (node.Options.Begin).
+func newTwoStationsMasterBegin(t *testing.T, begin <-chan struct{}) *twoStations {
 	f := newFleet(t, t0)
 	x := &twoStations{f: f,
 		master:   f.member("master", node.RoleMaster, ""),
@@ -43,7 +47,7 @@ func newTwoStations(t *testing.T) *twoStations {
 
 	f.start(x.master, node.Options{Roles: node.RoleMaster, Nanos: []peer.AddrInfo{x.n.info()},
 		NanoContacts: map[peer.ID]node.Contact{nanoID: {Profile: orbital(), Plan: never}},
-		Stations:     []peer.AddrInfo{x.s1.info(), x.s2.info()}},
+		Stations:     []peer.AddrInfo{x.s1.info(), x.s2.info()}, Begin: begin},
 		Options{Stations: stations, Contacts: map[peer.ID]*plan.Contacts{nanoID: all}})
 	for _, s := range []*member{x.s1, x.s2} {
 		f.start(s, node.Options{Roles: node.RoleStation, Master: x.master.info(), Nanos: []peer.AddrInfo{x.n.info()},
@@ -128,6 +132,25 @@ func TestThroughOneStation(t *testing.T) {
 		return x.master.relay.Counts()["relay_delivered"] == uint64(len(down)) && x.s1.Store.Len("") == 0
 	})
 	expectHanded(t, x, "", time.Time{}, 0)
+}
+
+// TestRoutingWaitsForTheNodesBegin: the relay's routing is one of the
+// loops a daemon starts once READY is sent: a held master makes no
+// envelope for the station of the nano's next window until its node's
+// Begin closes, then hands its entries on.
+func TestRoutingWaitsForTheNodesBegin(t *testing.T) {
+	begin := make(chan struct{})
+	x := newTwoStationsMasterBegin(t, begin)
+	down := bodies("ground", 3)
+	x.put(t, x.master, down)
+	time.Sleep(200 * time.Millisecond)
+	if got, held := x.master.Store.Len(string(x.s1.id())), x.master.Store.Len(string(x.n.id())); got != 0 || held != len(down) {
+		t.Fatalf("before Begin: %d envelopes for svalbard, %d entries for the nano (want 0, %d)", got, held, len(down))
+	}
+	close(begin)
+	eventually(t, "svalbard takes custody once the master begins", func() bool {
+		return x.s1.Store.Len(string(x.n.id())) == len(down) && x.master.Store.Len("") == 0
+	})
 }
 
 // TestANearlyFullNanoHandsOnToAStation: a nano whose moderate entries
