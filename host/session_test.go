@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	pnet "github.com/libp2p/go-libp2p/core/pnet"
 	yamuxtpt "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-yamux/v5"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 	"golang.org/x/sys/unix"
@@ -57,19 +58,26 @@ func onlyConn(t *testing.T, h *Host, p peer.ID) network.Conn {
 	return cs[0]
 }
 
-// settled waits until everything h sent to p is acknowledged (the kernel
-// may delay an ACK) and every stream is gone (the other end's close of the
-// last one may still be on its way): only then does a session go dormant.
-func settled(t *testing.T, h *Host, p peer.ID) {
+// settled waits until the session between a and b is quiet both ways at
+// once: everything either sent is acknowledged (the kernel may delay an
+// ACK), every stream is gone (the other end's close of the last one may
+// still be on its way), and each side's yamux session has had the answer to
+// the ping it sends once as it starts (a kept session sends no other). Only
+// then does a session go dormant: a byte still to come would make it
+// unacked, or wake it as it is read.
+func settled(t *testing.T, a, b *Host) {
 	t.Helper()
-	poll.Until(t, "acknowledged", time.Minute, func() bool {
+	quiet := func(h *Host, p peer.ID) bool {
 		for _, c := range h.Network().ConnsToPeer(p) {
-			if k := keptOf(c); k == nil || k.unacked() != 0 || len(c.GetStreams()) > 0 {
+			k := keptOf(c)
+			var s *yamux.Session
+			if k == nil || k.unacked() != 0 || len(c.GetStreams()) > 0 || !c.As(&s) || s.RTT() == 0 {
 				return false
 			}
 		}
 		return true
-	})
+	}
+	poll.Until(t, "acknowledged", time.Minute, func() bool { return quiet(a, b.ID()) && quiet(b, a.ID()) })
 }
 
 // needTCPInfo skips a test where the kernel's TCP_INFO cannot be read
@@ -127,8 +135,7 @@ func TestKeptSessionSleepsAndWakes(t *testing.T) {
 		t.Fatal("a peer not kept got a kept session")
 	}
 
-	settled(t, a, b.ID())
-	settled(t, b, a.ID())
+	settled(t, a, b)
 	if n, unacked, why := a.SleepSessions(b.ID()); n != 1 {
 		t.Fatalf("SleepSessions = %d, want 1 (%d unacked: %s)", n, unacked, why)
 	}
@@ -189,7 +196,7 @@ func TestKeptSessionSleepsAndWakes(t *testing.T) {
 
 	// A session still dormant at the next window's end was not woken by
 	// that window: it is closed, not kept for another gap.
-	settled(t, a, b.ID())
+	settled(t, a, b)
 	if n, _, _ := a.SleepSessions(b.ID()); n != 1 {
 		t.Fatal("the resumed session did not go dormant again")
 	}
@@ -209,8 +216,7 @@ func TestAFreshDialGivesWayToAKeptSessionThatAnswers(t *testing.T) {
 	}
 	kept := onlyConn(t, a, b.ID())
 	needTCPInfo(t, kept)
-	settled(t, a, b.ID())
-	settled(t, b, a.ID())
+	settled(t, a, b)
 	if n, unacked, why := a.SleepSessions(b.ID()); n != 1 {
 		t.Fatalf("SleepSessions = %d, want 1 (%d unacked: %s)", n, unacked, why)
 	}
@@ -383,7 +389,7 @@ func TestDeadKeptSessionGivesWayToAFreshOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	settled(t, a, b.ID())
+	settled(t, a, b)
 	if n, unacked, why := a.SleepSessions(b.ID()); n != 1 {
 		t.Fatalf("not dormant (%d unacked: %s)", unacked, why)
 	}
