@@ -77,7 +77,7 @@ func settled(t *testing.T, a, b *Host) {
 		}
 		return true
 	}
-	poll.Until(t, "acknowledged", time.Minute, func() bool { return quiet(a, b.ID()) && quiet(b, a.ID()) })
+	poll.Until(t, "the session quiet both ways", time.Minute, func() bool { return quiet(a, b.ID()) && quiet(b, a.ID()) })
 }
 
 // needTCPInfo skips a test where the kernel's TCP_INFO cannot be read
